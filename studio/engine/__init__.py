@@ -1,0 +1,1 @@
+"""Headless core of the studio. Nothing at or below this package imports Qt."""

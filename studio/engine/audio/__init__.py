@@ -1,0 +1,1 @@
+"""Audio files, resampling, mu-law, mel features, devices and real-time streams."""

@@ -1,0 +1,1 @@
+"""The model families (WaveNet, WaveRNN, WaveGlow) behind one interface (``base``)."""

@@ -1,0 +1,305 @@
+"""One interface for every model family.
+
+A family is a ``WaveformModel`` subclass (a plain ``nn.Module``) with a frozen config dataclass. The
+studio, the CLI, training and the benchmark only ever talk to this interface:
+
+- ``model.stream(request)`` yields float32 numpy blocks of audio in [-1, 1] at
+  ``model.sample_rate``, in order, as they are made (autoregressive families yield every few hundred
+  samples; parallel families per segment). It checks ``request.cancel`` between blocks and simply
+  stops yielding when cancelled, so what was made so far is kept by the caller.
+- ``model.training_loss(audio, mel)`` is what the training loop minimises.
+- ``model.card()`` describes the model (``ModelCard``), and is saved next to the weights.
+
+Threads: ``stream`` runs on whichever thread iterates it (a worker thread in the studio); the cancel
+token and progress callback are safe to use from another thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from studio.engine.audio.features import FeatureProfile
+
+
+class CancelToken:
+    """A thread-safe flag: the GUI thread cancels, the generating thread checks between blocks."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(samples_done, samples_total)`` from the generating thread."""
+
+
+@dataclass
+class GenerateRequest:
+    """What to generate.
+
+    mel: conditioning frames, float32 array [n_mels, frames] made with the model's feature profile
+        (see ``studio.engine.audio.features``), or None for unconditional generation.
+    num_samples: output length in samples. With a mel it defaults to ``frames * hop_length``; without
+        one it is required.
+    seed: the same seed and request give the same samples.
+    temperature: softmax temperature of autoregressive families (1.0 = the model's distribution).
+    sigma: standard deviation of the flow families' latent (WaveGlow uses 0.6 by default).
+    denoise: strength of the WaveGlow denoiser (0 = off).
+    device: "cpu", "cuda" or "cuda:N".
+    block_size: about how many samples each yielded block holds (autoregressive families).
+    cancel: checked between blocks; when set, ``stream`` stops yielding.
+    progress: called after each block with (samples_done, samples_total).
+    options: family-specific switches (e.g. {"folded": True} for WaveRNN, {"fp16": True}).
+    """
+
+    mel: np.ndarray | None = None
+    num_samples: int | None = None
+    seed: int = 0
+    temperature: float = 1.0
+    sigma: float = 0.6
+    denoise: float = 0.0
+    device: str = "cpu"
+    block_size: int = 2048
+    cancel: CancelToken | None = None
+    progress: ProgressCallback | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.cancelled
+
+
+@dataclass
+class ModelCard:
+    """Everything a person needs to know about a model; stored as the checkpoint's JSON.
+
+    ``config`` is the family config as a dict, ``profile`` the mel feature profile (also for
+    unconditional models: it fixes the sample rate and what the views show). ``training`` holds
+    steps, wall time, hardware, data; ``metrics`` evaluation results; ``provenance`` where it came from.
+    """
+
+    family: str
+    name: str
+    config: dict[str, Any]
+    profile: FeatureProfile
+    sample_rate: int
+    receptive_field: int
+    parameters: int
+    conditioning: str  # "mel" or "none"
+    description: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["profile"] = self.profile.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model card fields: {sorted(unknown)}")
+        d = dict(d)
+        d["profile"] = FeatureProfile.from_dict(d["profile"])
+        return cls(**d)
+
+
+class WaveformModel(nn.Module, ABC):
+    """Base class of the model families.
+
+    Subclasses set ``family`` and ``config_class``, take ``(config, profile)`` in ``__init__`` and
+    implement ``training_loss``, ``receptive_field`` and ``_generate``; ``stream`` adds seeding,
+    device placement, cancellation and progress around ``_generate``.
+    """
+
+    family: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any, profile: FeatureProfile) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.profile = profile
+        self.name = self.family
+        self.extra_card: dict[str, Any] = {"provenance": {}, "training": {}, "metrics": {}, "description": ""}
+
+    # -- what a family provides -------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.profile.sample_rate
+
+    @property
+    def conditioned(self) -> bool:
+        """True when the model needs mel frames (``GenerateRequest.mel``)."""
+        return bool(getattr(self.config, "n_mels", 0))
+
+    @property
+    @abstractmethod
+    def receptive_field(self) -> int:
+        """Samples of past audio that influence the next sample (1 for non-autoregressive models)."""
+
+    @abstractmethod
+    def training_loss(self, audio: torch.Tensor, mel: torch.Tensor | None) -> torch.Tensor:
+        """Scalar loss for a batch.
+
+        audio: float32 [B, T] in [-1, 1] at ``sample_rate``; T is a multiple of ``hop_length``.
+        mel: float32 [B, n_mels, T // hop_length] from the shared front end, or None when unconditioned.
+        """
+
+    @abstractmethod
+    def _generate(
+        self, request: GenerateRequest, mel: torch.Tensor | None, num_samples: int, generator: torch.Generator
+    ) -> Iterator[torch.Tensor]:
+        """Yield 1-D float tensors of consecutive samples until ``num_samples`` are made.
+
+        mel: [1, n_mels, frames] on the request's device, or None. Check ``request.cancelled``
+        between blocks and return when it is set. Draw all randomness from ``generator``.
+        """
+
+    # -- shared machinery ---------------------------------------------------------------------
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def card(self) -> ModelCard:
+        return ModelCard(
+            family=self.family,
+            name=self.name,
+            config=dataclasses.asdict(self.config),
+            profile=self.profile,
+            sample_rate=self.sample_rate,
+            receptive_field=self.receptive_field,
+            parameters=self.parameter_count(),
+            conditioning="mel" if self.conditioned else "none",
+            description=self.extra_card.get("description", ""),
+            provenance=dict(self.extra_card.get("provenance", {})),
+            training=dict(self.extra_card.get("training", {})),
+            metrics=dict(self.extra_card.get("metrics", {})),
+        )
+
+    def resolve_length(self, request: GenerateRequest) -> int:
+        if request.mel is not None:
+            frames = int(request.mel.shape[-1])
+            default = frames * self.profile.hop_length
+            n = default if request.num_samples is None else min(int(request.num_samples), default)
+        elif request.num_samples is None:
+            raise ValueError("num_samples is required for unconditional generation")
+        else:
+            n = int(request.num_samples)
+        if n <= 0:
+            raise ValueError(f"nothing to generate: num_samples={n}")
+        return n
+
+    def check_mel(self, mel: np.ndarray | None) -> None:
+        if self.conditioned and mel is None:
+            raise ValueError(f"{self.family} model '{self.name}' is mel-conditioned: give mel frames")
+        if mel is None:
+            return
+        if mel.ndim != 2 or mel.shape[0] != self.profile.n_mels:
+            raise ValueError(
+                f"mel must be [n_mels={self.profile.n_mels}, frames], got shape {tuple(mel.shape)}"
+            )
+        if not np.all(np.isfinite(mel)):
+            raise ValueError("mel holds NaN or Inf values")
+
+    def stream(self, request: GenerateRequest) -> Iterator[np.ndarray]:
+        """Yield float32 numpy blocks (1-D, in [-1, 1]) until done or cancelled. See module doc."""
+        self.check_mel(request.mel)
+        mel_in = request.mel if self.conditioned else None
+        total = self.resolve_length(request)
+        device = torch.device(request.device)
+        if next(self.parameters()).device != device:
+            self.to(device)
+        self.eval()
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(request.seed))
+        mel_t = None
+        if mel_in is not None:
+            mel_t = torch.from_numpy(np.ascontiguousarray(mel_in, dtype=np.float32)).unsqueeze(0).to(device)
+        done = 0
+        with torch.inference_mode():
+            for block in self._generate(request, mel_t, total, generator):
+                if done >= total:
+                    break
+                out = block.detach().float().clamp_(-1.0, 1.0).cpu().numpy().reshape(-1)[: total - done]
+                done += out.shape[0]
+                yield out.astype(np.float32, copy=False)
+                if request.progress is not None:
+                    request.progress(done, total)
+                if request.cancelled:
+                    return
+
+    def generate(self, request: GenerateRequest) -> np.ndarray:
+        """All of ``stream`` joined into one float32 array (what was made if cancelled)."""
+        blocks = list(self.stream(request))
+        return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+@dataclass
+class Family:
+    """A registered model family: its name, config dataclass and module class."""
+
+    name: str
+    config_class: type
+    model_class: type[WaveformModel]
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(model_class: type[WaveformModel]) -> type[WaveformModel]:
+    """Class decorator used by each family module."""
+    FAMILIES[model_class.family] = Family(model_class.family, model_class.config_class, model_class)
+    return model_class
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name`` (importing the family modules on first use)."""
+    import studio.engine.models.families  # noqa: F401  (registers every family)
+
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model family '{name}'; known: {', '.join(sorted(FAMILIES))}") from None
+
+
+def build_model(family: str, config: dict[str, Any] | Any, profile: FeatureProfile) -> WaveformModel:
+    """Build a model of ``family`` from a config dataclass or a dict of its fields (unknown keys refused)."""
+    fam = get_family(family)
+    if isinstance(config, dict):
+        known = {f.name for f in dataclasses.fields(fam.config_class)}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"unknown {family} config fields: {sorted(unknown)}")
+        config = fam.config_class(**config)
+    return fam.model_class(config, profile)
+
+
+class Stopwatch:
+    """Wall-clock timing helper for progress and benchmarks (seconds, monotonic)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start

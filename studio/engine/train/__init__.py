@@ -1,0 +1,1 @@
+"""Datasets, the training loop, resume and distributed training."""

@@ -1,0 +1,1 @@
+"""Qt widgets, windows and dialogs. Never does DSP or torch work itself."""

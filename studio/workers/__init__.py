@@ -1,0 +1,1 @@
+"""QObject workers on QThreads: the only place where Qt meets the engine."""

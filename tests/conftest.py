@@ -1,0 +1,59 @@
+"""Test session set-up: a private PulseAudio server and Qt's offscreen platform, stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+
+from support import pulse  # noqa: E402
+
+_server: pulse.PulseServer | None = None
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "artifacts")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _server
+    if "sounddevice" in sys.modules:
+        raise RuntimeError("sounddevice was imported before the sound server started")
+    _server = pulse.start()
+    os.makedirs(ARTIFACTS, exist_ok=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _server is not None:
+        _server.stop()
+
+
+@pytest.fixture(scope="session")
+def pulse_server() -> pulse.PulseServer:
+    """The running sound server; tests that need it are skipped only where PulseAudio is not installed."""
+    if _server is None:
+        if os.environ.get("CI"):
+            pytest.fail("PulseAudio is not installed, yet CI must test real audio (scripts/setup installs it)")
+        pytest.skip("PulseAudio is not installed (scripts/setup installs it)")
+    return _server
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> str:
+    """Where tests leave screenshots and other things a person may want to look at."""
+    return ARTIFACTS
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """Keep torch to the two cores of the CI machine and make tests deterministic."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    yield

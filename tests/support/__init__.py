@@ -1,0 +1,1 @@
+"""Helpers for the test suite (real parts: sound server, signals, tiny datasets)."""
