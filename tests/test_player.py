@@ -1,0 +1,279 @@
+"""The Player on the real PulseAudio server: buffers, files, live streams, controls, errors, the CLI."""
+
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+from support.audio import dominant_frequency, tone, tone_snr_db, warm_up_output
+
+from studio.engine.audio.files import AudioFileError
+from studio.engine.audio.player import Player, PlayerState
+from studio.engine.audio.recorder import Recorder
+
+pytestmark = pytest.mark.sound
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture
+def player(pulse_server):
+    warm_up_output()
+    p = Player()
+    yield p
+    p.stop()
+
+
+def wait_until(predicate, timeout: float = 10.0, period: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(period)
+    return True
+
+
+def test_buffer_at_another_rate_plays_to_the_end(player):
+    player.play_buffer(tone(440, 0.6, 22050), 22050)
+    assert player.state == PlayerState.PLAYING
+    assert player.device_rate == 48000 and player.source_sample_rate == 22050
+    assert player.duration_s == pytest.approx(0.6)
+    assert 0.0 < player.latency_s < 0.5
+    assert wait_until(lambda: player.output_level.peak_db > -7.0, 5)  # a 0.5 sine: -6 dBFS
+    assert player.wait(timeout=10)
+    assert player.state == PlayerState.FINISHED
+    assert player.position_s == pytest.approx(0.6, abs=0.01)
+    assert player.ring_underflows == 0 and player.last_error is None
+    player.stop()
+    assert player.state == PlayerState.STOPPED
+    player.stop()  # idempotent
+
+
+def test_pause_holds_the_playhead_and_resume_continues(player):
+    player.play_buffer(tone(440, 3.0, 48000), 48000)
+    assert wait_until(lambda: player.position_s > 0.3)
+    player.pause()
+    assert player.state == PlayerState.PAUSED
+    time.sleep(0.1)  # a callback that was running when we paused may finish its block
+    held = player.position_s
+    time.sleep(0.3)
+    assert player.position_s == held
+    assert wait_until(lambda: player.output_level.peak_db < -100, 2)  # the device plays silence
+    player.resume()
+    assert player.state == PlayerState.PLAYING
+    assert wait_until(lambda: player.position_s > held + 0.1, 3)
+    player.resume()  # no effect while playing
+    assert player.state == PlayerState.PLAYING
+
+
+def test_seek_while_playing_and_while_paused(player):
+    player.play_buffer(tone(440, 3.0, 48000), 48000)
+    assert wait_until(lambda: player.position_s > 0.2)
+    player.seek(2.0)
+    assert player.position_s >= 2.0  # shown at once, before the callback took it up
+    assert wait_until(lambda: player.position_s > 2.1, 3)
+    assert player.position_s < 2.9
+    player.pause()
+    player.seek(0.5)
+    assert wait_until(lambda: player.position_s == 0.5, 2)
+    time.sleep(0.2)
+    assert player.position_s == 0.5 and player.state == PlayerState.PAUSED
+    player.resume()
+    player.seek(100.0)  # past the end: clamps and finishes
+    assert player.wait(timeout=5)
+    assert player.state == PlayerState.FINISHED and player.position_s == pytest.approx(3.0, abs=0.01)
+    player.seek(2.8)  # seeking a finished source plays again from there
+    assert player.state == PlayerState.PLAYING
+    assert player.wait(timeout=5) and player.state == PlayerState.FINISHED
+    assert player.ring_underflows == 0
+
+
+def test_loop_keeps_the_playhead_inside_then_loop_off_plays_out(player):
+    player.play_buffer(tone(440, 2.0, 24000), 24000)
+    player.set_loop(0.5, 0.8)
+    assert player.loop == (0.5, 0.8)
+    assert wait_until(lambda: player.position_s >= 0.5, 3)
+    seen = []
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        seen.append(player.position_s)
+        time.sleep(0.01)
+    assert min(seen) >= 0.5 - 0.01 and max(seen) <= 0.8 + 0.01
+    wraps = sum(1 for a, b in zip(seen, seen[1:], strict=False) if b < a - 0.1)
+    assert wraps >= 2, f"the playhead should have jumped back to the loop start, saw {wraps} wraps"
+    player.set_loop(None)
+    assert player.loop is None
+    assert player.wait(timeout=5) and player.state == PlayerState.FINISHED
+    assert player.position_s == pytest.approx(2.0, abs=0.01)
+    with pytest.raises(ValueError):
+        player.set_loop(0.8, 0.5)
+
+
+def test_play_file_streams_in_blocks(player, tmp_path):
+    path = tmp_path / "long.wav"
+    sr, seconds = 44100, 30
+    t = np.arange(sr * seconds) / sr
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 330 * t), 0.3 * np.sin(2 * np.pi * 550 * t)], axis=1)
+    sf.write(path, stereo.astype(np.float32), sr, subtype="PCM_16")
+    del t, stereo
+    tracemalloc.start()
+    try:
+        player.play_file(path)
+        assert player.duration_s == pytest.approx(seconds)
+        assert wait_until(lambda: player.position_s > 0.2, 5)
+        player.seek(seconds - 0.5)
+        assert player.wait(timeout=5) and player.state == PlayerState.FINISHED
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    decoded_size = seconds * sr * 2 * 4
+    assert peak < decoded_size / 3, f"playback held {peak / 1e6:.1f} MB: the file must be streamed"
+    assert player.position_s == pytest.approx(seconds, abs=0.01)
+    assert player.ring_underflows == 0 and player.last_error is None
+
+
+def test_stream_produced_slower_than_real_time_counts_underflows(player):
+    sr = 24000
+    block = tone(440, 0.05, sr)
+
+    def slow():
+        for _ in range(12):  # 0.6 s of audio made at half real time
+            time.sleep(0.1)
+            yield block
+
+    feeder = player.play_stream(sr, slow())
+    assert wait_until(lambda: feeder.finished, 10)
+    assert player.wait(timeout=10)
+    assert player.state == PlayerState.FINISHED and player.last_error is None
+    assert player.underflows > 0 and player.ring_underflows > 0
+    assert player.position_s == pytest.approx(0.6, abs=0.01)
+    assert player.duration_s == pytest.approx(0.6)
+
+
+def test_stream_produced_far_faster_than_real_time_has_no_underflows(player):
+    sr = 16000
+    blocks = [tone(440, 0.1, sr) for _ in range(15)]  # 1.5 s, produced at once
+
+    feeder = player.play_stream(sr, iter(blocks))
+    assert player.wait(timeout=10)
+    assert player.state == PlayerState.FINISHED
+    assert player.underflows == 0, (player.ring_underflows, player.device_underflows)
+    assert player.position_s == pytest.approx(1.5, abs=0.01)
+    assert feeder.frames_pushed == 15 * 1600
+    with pytest.raises(ValueError):
+        player.seek(0.1)
+
+
+def test_feeder_push_and_finish_with_volume(player):
+    player.volume = 0.5
+    feeder = player.play_stream(48000, channels=2)
+    for _ in range(8):
+        feeder.push(np.repeat(tone(440, 0.1, 48000)[:, None], 2, axis=1))
+    assert wait_until(lambda: player.position_s > 0.1, 5)
+    assert player.output_level.peak_db == pytest.approx(-12.0, abs=1.0)  # 0.5 sine × 0.5 volume
+    assert player.state == PlayerState.PLAYING  # not finished: more may come
+    feeder.finish()
+    with pytest.raises(RuntimeError):
+        feeder.push(np.zeros((10, 2), np.float32))
+    assert player.wait(timeout=5) and player.state == PlayerState.FINISHED
+    with pytest.raises(ValueError):
+        player.volume = 5.0
+
+
+def test_stopping_a_stream_tells_the_generator(player):
+    made = []
+
+    def endless():
+        while True:
+            made.append(1)
+            time.sleep(0.02)
+            yield np.zeros(480, np.float32)
+
+    feeder = player.play_stream(48000, endless())
+    assert wait_until(lambda: len(made) > 5, 5)
+    player.stop()
+    assert feeder.closed and player.state == PlayerState.STOPPED
+    count = len(made)
+    time.sleep(0.2)
+    assert len(made) <= count + 1  # the generator was closed
+
+
+def test_a_failing_generator_plays_what_came_and_reports(player):
+    def failing():
+        yield tone(440, 0.2, 48000)
+        raise RuntimeError("model blew up")
+
+    player.play_stream(48000, failing())
+    assert player.wait(timeout=5)
+    assert player.state == PlayerState.FINISHED
+    assert player.position_s == pytest.approx(0.2, abs=0.01)
+    assert "model blew up" in str(player.last_error)
+
+
+def test_bad_sources_raise_typed_errors(player, tmp_path):
+    with pytest.raises(AudioFileError, match="does not exist"):
+        player.play_file(tmp_path / "missing.wav")
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio at all")
+    with pytest.raises(AudioFileError):
+        player.play_file(text)
+    with pytest.raises(ValueError):
+        player.play_buffer(np.zeros(0, np.float32), 48000)
+    with pytest.raises(RuntimeError):
+        player.seek(1.0)
+    assert player.state == PlayerState.STOPPED
+
+
+def test_device_vanishing_surfaces_as_error_not_a_dead_thread(tmp_path):
+    """A second private server is killed under a playing Player (in a subprocess)."""
+    script = f"""
+import sys, time, numpy as np
+sys.path.insert(0, {TESTS_DIR!r})
+from support import pulse
+server = pulse.start()
+try:
+    from studio.engine.audio.player import Player
+    p = Player()
+    p.play_buffer(np.zeros(48000 * 30, np.float32), 48000)
+    time.sleep(0.5)
+    server.server.kill(); server.server.wait()
+    deadline = time.monotonic() + 10
+    while p.state == "playing" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print("STATE", p.state, type(p.last_error).__name__, p.last_error, flush=True)
+finally:
+    server.stop()
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "STATE stopped AudioDeviceError" in out.stdout, out.stdout + out.stderr
+    assert "choose another device" in out.stdout
+
+
+def test_cli_play_reaches_the_end_and_is_heard(pulse_server, tmp_path):
+    warm_up_output()
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, tone(1000, 1.2, 24000), 24000)
+    captured = tmp_path / "captured.wav"
+    with Recorder(captured, max_seconds=4.0) as rec:
+        out = subprocess.run(
+            [sys.executable, "-m", "studio", "play", str(wav)], capture_output=True, text=True, timeout=60
+        )
+        rec.stop()
+    assert out.returncode == 0, out.stderr
+    assert "underflows" in out.stdout and "played 00:01.200" in out.stdout
+    audio, sr = sf.read(captured, dtype="float32")
+    loud = np.flatnonzero(np.abs(audio) > 0.1)
+    assert loud.size > 0.8 * sr, "the tone should be in the capture"
+    middle = audio[loud[0] + sr // 5 : loud[0] + sr]
+    assert dominant_frequency(middle, sr) == pytest.approx(1000, abs=3)
+    assert tone_snr_db(middle, sr, 1000) > 30
+
+
+def test_cli_play_bad_file_exits_2(pulse_server, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "studio", "play", str(tmp_path / "nope.wav")], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr
