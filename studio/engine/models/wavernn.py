@@ -1,0 +1,541 @@
+"""WaveRNN: a recurrent vocoder that makes one sample per step (fatchord layout, two output modes).
+
+Network (``mode="mulaw"``, the fatchord structure): the mel passes a residual network (-> auxiliary
+features, split in four) and an upsampling network (-> mel at the sample rate). Per sample ``t``:
+
+    x  = I([s_{t-1}, mel_t, aux0_t])
+    x  = GRU1(x) + x
+    x  = GRU2([x, aux1_t]) + x
+    y  = relu(FC1([x, aux2_t])); y = relu(FC2([y, aux3_t])); logits = FC3(y)  ->  2**bits mu-law classes
+
+``mode="dual"`` is the original paper's dual softmax for 16-bit audio: each sample splits into an
+8-bit coarse and an 8-bit fine half. One GRU step with input ``[c_{t-1}, f_{t-1}, c_t, mel_t, aux0_t]``
+holds a coarse and a fine half of the state; a mask keeps ``c_t`` out of the coarse half's gates, so
+the coarse half (and its softmax, conditioned on the previous coarse+fine values) is computed first,
+``c_t`` is drawn, and then the fine half (additionally conditioned on ``c_t``) gives the fine softmax.
+Heads: coarse FC1 on [h_coarse, aux1], fine FC1 on [h_fine, aux2], each FC2 on [., aux3], FC3 -> 256.
+
+The network input for a previous sample is its class mapped linearly to [-1, 1] (the mu-law
+companded value; for dual, coarse and fine scaled separately), the first step sees the class of 0.0.
+
+Generation (``stream``): the fast path (``wavernn_step``) precomputes the conditioning's share of every
+layer; ``options={"folded": True}`` generates overlapping segments as one batch (``wavernn_fold``);
+``generate_plain`` is the eager one-sample-at-a-time baseline on the nn modules themselves. Tests
+prove that they compute the same function. Threads: generation runs on the iterating thread; only
+``request.cancel`` is touched from elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from studio.engine.audio.features import FeatureProfile
+from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
+from studio.engine.models import wavernn_fold as fold
+from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
+from studio.engine.models.wavernn_layers import UpsampleNetwork
+from studio.engine.models.wavernn_step import DualStepper, MulawStepper
+
+log = logging.getLogger(__name__)
+
+MODES = ("mulaw", "dual")
+DUAL_BITS = 16
+DEFAULT_FOLD_FRAMES = 40
+"""Default folded segment length in hops (fatchord's 11000 samples at hop 275)."""
+DEFAULT_OVERLAP_FRAMES = 2
+"""Default overlap between folded segments in hops (550 samples at hop 275)."""
+
+
+@dataclass(frozen=True)
+class WaveRNNConfig:
+    """WaveRNN hyper-parameters.
+
+    mode: "mulaw" (one softmax over ``2**bits`` mu-law classes) or "dual" (16-bit coarse/fine dual
+        softmax; ``bits`` must be 16).
+    bits: mu-law bits (9 or 10 are typical; 2..16 accepted), or 16 in dual mode.
+    rnn_dims: GRU width (512 in the reference; in dual mode the coarse+fine total, so even).
+    fc_dims: width of the FC layers (of each head in dual mode).
+    n_mels: mel bands of the conditioning (must match the feature profile); 0 = unconditional.
+    upsample_scales: per-stage stretch factors; their product must equal the profile's hop_length
+        (e.g. (5, 5, 11) for hop 275 -- the default, the "wavernn" profile -- or (4, 4, 16) for hop 256;
+        ``suggest_upsample_scales(hop)`` gives one).
+    res_blocks, compute_dims, res_out_dims: the mel residual network (res_out_dims splits into four
+        auxiliary feature groups, so it must be divisible by 4).
+    pad: mel context frames on each side seen by the residual network's first convolution.
+    """
+
+    mode: str = "mulaw"
+    bits: int = 9
+    rnn_dims: int = 512
+    fc_dims: int = 512
+    n_mels: int = 80
+    upsample_scales: tuple[int, ...] = (5, 5, 11)
+    res_blocks: int = 10
+    compute_dims: int = 128
+    res_out_dims: int = 128
+    pad: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
+        if self.mode not in MODES:
+            raise ValueError(f"WaveRNN mode must be one of {MODES}, got mode={self.mode!r}")
+        if self.mode == "dual" and self.bits != DUAL_BITS:
+            raise ValueError(f"dual mode is 16-bit (8-bit coarse + 8-bit fine): set bits=16, got bits={self.bits}")
+        if self.mode == "mulaw" and not 2 <= self.bits <= 16:
+            raise ValueError(f"mu-law bits must be in 2..16 (9 or 10 are typical), got bits={self.bits}")
+        if self.rnn_dims < 1 or self.fc_dims < 1:
+            raise ValueError(f"rnn_dims and fc_dims must be positive, got {self.rnn_dims} and {self.fc_dims}")
+        if self.mode == "dual" and self.rnn_dims % 2:
+            raise ValueError(f"dual mode splits the GRU state in two halves: rnn_dims must be even, got {self.rnn_dims}")
+        if self.n_mels < 0:
+            raise ValueError(f"n_mels must be >= 0 (0 = unconditional), got n_mels={self.n_mels}")
+        if self.n_mels:
+            if not self.upsample_scales or any(s < 1 for s in self.upsample_scales):
+                raise ValueError(f"upsample_scales must be positive integers, got {self.upsample_scales}")
+            if self.res_out_dims < 4 or self.res_out_dims % 4:
+                raise ValueError(
+                    f"res_out_dims must be a positive multiple of 4 (four aux groups), got {self.res_out_dims}"
+                )
+            if self.compute_dims < 1 or self.res_blocks < 0 or self.pad < 0:
+                raise ValueError(
+                    f"need compute_dims >= 1, res_blocks >= 0, pad >= 0; got compute_dims={self.compute_dims}, "
+                    f"res_blocks={self.res_blocks}, pad={self.pad}"
+                )
+
+    @property
+    def hop_length(self) -> int:
+        """Product of ``upsample_scales``: samples per mel frame."""
+        return math.prod(self.upsample_scales)
+
+    @property
+    def classes(self) -> int:
+        """Softmax size per head: ``2**bits`` (mulaw) or 256 (each dual head)."""
+        return 256 if self.mode == "dual" else 2**self.bits
+
+
+def suggest_upsample_scales(hop_length: int, stages: int = 3) -> tuple[int, ...]:
+    """Split ``hop_length`` into ``stages`` factors as even as possible, smallest first: 275 -> (5, 5, 11).
+
+    Fewer stages come back when the hop has fewer prime factors (a prime hop gives one stage).
+    """
+    if hop_length < 1:
+        raise ValueError(f"hop_length must be >= 1, got {hop_length}")
+    primes, n, p = [], hop_length, 2
+    while n > 1:
+        while n % p == 0:
+            primes.append(p)
+            n //= p
+        p += 1
+    scales = [1] * max(1, min(stages, len(primes)))
+    for prime in sorted(primes, reverse=True):
+        scales[scales.index(min(scales))] *= prime
+    return tuple(sorted(scales))
+
+
+def sample_classes(logits: Tensor, u: Tensor, temperature: float) -> Tensor:
+    """Draw one class per row of logits [B, K] by inverse CDF with uniforms u [B]; temperature 0 = argmax."""
+    if temperature <= 0.0:
+        return logits.argmax(-1)
+    cdf = torch.softmax(logits * (1.0 / temperature), dim=-1).cumsum_(-1)
+    target = (u * cdf[:, -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=logits.shape[-1] - 1)
+
+
+@register_family
+class WaveRNN(WaveformModel):
+    """WaveRNN vocoder (see module doc). ``config``: WaveRNNConfig; ``profile``: the mel feature profile."""
+
+    family = "wavernn"
+    config_class = WaveRNNConfig
+
+    def __init__(self, config: WaveRNNConfig, profile: FeatureProfile) -> None:
+        super().__init__(config, profile)
+        if config.n_mels:
+            if config.n_mels != profile.n_mels:
+                raise ValueError(
+                    f"config n_mels={config.n_mels} does not match the feature profile "
+                    f"'{profile.name}' n_mels={profile.n_mels}"
+                )
+            if config.hop_length != profile.hop_length:
+                raise ValueError(
+                    f"upsample_scales {config.upsample_scales} multiply to {config.hop_length}, but the feature "
+                    f"profile '{profile.name}' has hop_length={profile.hop_length}"
+                )
+        self.n_mels = config.n_mels
+        self.aux_dims = config.res_out_dims // 4 if config.n_mels else 0
+        a, r, f = self.aux_dims, config.rnn_dims, config.fc_dims
+        if config.n_mels:
+            self.upsample = UpsampleNetwork(
+                config.upsample_scales, config.n_mels, config.res_blocks, config.compute_dims,
+                config.res_out_dims, config.pad,
+            )
+        if config.mode == "mulaw":
+            self.I = nn.Linear(1 + self.n_mels + a, r)
+            self.rnn1 = nn.GRU(r, r, batch_first=True)
+            self.rnn2 = nn.GRU(r + a, r, batch_first=True)
+            self.fc1 = nn.Linear(r + a, f)
+            self.fc2 = nn.Linear(f + a, f)
+            self.fc3 = nn.Linear(f, config.classes)
+        else:
+            half = r // 2
+            self.rnn = nn.GRU(3 + self.n_mels + a, r, batch_first=True)
+            mask = torch.ones(3 * r, 3 + self.n_mels + a)
+            for gate in range(3):  # rows r, z, n; the coarse half of each is blind to c_t (column 2)
+                mask[gate * r : gate * r + half, 2] = 0.0
+            self.register_buffer("ih_mask", mask, persistent=False)
+            for head in ("coarse", "fine"):
+                setattr(self, f"{head}_fc1", nn.Linear(half + a, f))
+                setattr(self, f"{head}_fc2", nn.Linear(f + a, f))
+                setattr(self, f"{head}_fc3", nn.Linear(f, 256))
+        kind = f"{config.bits}-bit mu-law softmax" if config.mode == "mulaw" else "16-bit dual softmax"
+        self.extra_card["description"] = f"WaveRNN ({kind}, {r}-unit GRU)"
+
+    # -- interface ------------------------------------------------------------------------------
+    @property
+    def receptive_field(self) -> int:
+        """1: the network sees one past sample explicitly; all older history lives in the GRU state."""
+        return 1
+
+    def training_loss(self, audio: Tensor, mel: Tensor | None) -> Tensor:
+        """Teacher-forced cross-entropy in nats per sample (dual: coarse + fine, i.e. of the 16-bit value).
+
+        audio [B, T] float in [-1, 1]; mel [B, n_mels, T // hop] or None when unconditioned.
+        """
+        logits = self.teacher_forced_logits(audio, mel)
+        targets = self.encode(audio)
+        if self.config.mode == "mulaw":
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        coarse, fine = targets // 256, targets % 256
+        return F.cross_entropy(logits[:, :, 0].reshape(-1, 256), coarse.reshape(-1)) + F.cross_entropy(
+            logits[:, :, 1].reshape(-1, 256), fine.reshape(-1)
+        )
+
+    def _generate(
+        self, request: GenerateRequest, mel: Tensor | None, num_samples: int, generator: torch.Generator
+    ) -> Iterator[Tensor]:
+        """Fast generation; ``request.options``: folded (bool), fold_length / fold_overlap (samples),
+        fold_fade ("power" | "linear"), threads (intra-op threads while stepping, default 1).
+
+        Unfolded: yields a block every ``request.block_size`` samples. Folded: yields the first
+        segment's samples as they become final (up to ``fold_length + 1.5 * fold_overlap``), then the
+        rest in blocks once the whole batch is done. Cancellation is checked every 16 steps.
+        """
+        temperature = self._check_temperature(request.temperature)
+        block = max(1, int(request.block_size))
+        opts = request.options or {}
+        cond = self.conditioning(mel, num_samples)
+        if opts.get("folded", False):
+            length, overlap, fade = self._fold_options(opts)
+            if fold.fold_count(num_samples, length, overlap) > 1:
+                yield from self._generate_folded(request, cond, generator, temperature, block, length, overlap, fade)
+                return
+        yield from self._generate_unfolded(request, cond, generator, temperature, block)
+
+    # -- features, classes ------------------------------------------------------------------------
+    def conditioning(self, mel: Tensor | None, num_samples: int, batch: int = 1) -> Tensor:
+        """Per-sample conditioning [B, num_samples, n_mels + res_out_dims]: ``[mel_up | aux0..aux3]``.
+
+        mel [B, n_mels, frames] (frames * hop >= num_samples); edges are padded by repeating the
+        first/last frame ``pad`` times. Unconditioned models get an empty [batch, T, 0] tensor.
+        """
+        if not self.n_mels:
+            ref = next(self.parameters())
+            return ref.new_zeros(batch, num_samples, 0)
+        if mel is None:
+            raise ValueError("this WaveRNN is mel-conditioned: give mel frames")
+        if mel.dim() != 3 or mel.shape[1] != self.n_mels:
+            raise ValueError(f"mel must be [B, n_mels={self.n_mels}, frames], got shape {tuple(mel.shape)}")
+        hop = self.config.hop_length
+        if mel.shape[2] * hop < num_samples:
+            raise ValueError(f"{mel.shape[2]} mel frames cover {mel.shape[2] * hop} samples, need {num_samples}")
+        pad = self.config.pad
+        padded = F.pad(mel, (pad, pad), mode="replicate") if pad else mel
+        mel_up, aux = self.upsample(padded)
+        return torch.cat([mel_up, aux], dim=-1)[:, :num_samples]
+
+    def encode(self, audio: Tensor) -> Tensor:
+        """float [-1, 1] -> long classes: mu-law classes, or 16-bit values ``coarse * 256 + fine``."""
+        if self.config.mode == "mulaw":
+            return mulaw_encode(audio, self.config.bits)
+        return torch.round((audio.clamp(-1.0, 1.0) + 1.0) * 32767.5).long().clamp_(0, 65535)
+
+    def decode(self, classes: Tensor) -> Tensor:
+        """Inverse of ``encode``: long classes -> float32 samples in [-1, 1]."""
+        if self.config.mode == "mulaw":
+            return mulaw_decode(classes, self.config.bits).float()
+        return classes.float() / 32767.5 - 1.0
+
+    def class_inputs(self) -> Tensor:
+        """Network input value of each class: [2**bits] (mulaw) or [256] (a dual half), linear in [-1, 1]."""
+        k = self.config.classes
+        ref = next(self.parameters())
+        return torch.arange(k, dtype=ref.dtype, device=ref.device) * (2.0 / (k - 1)) - 1.0
+
+    @property
+    def start_class(self) -> int:
+        """Class of the sample before the first one (silence, 0.0)."""
+        return int(self.encode(torch.zeros(1)).item())
+
+    def masked_weight_ih(self) -> Tensor:
+        """Dual mode: the GRU's input weights with ``c_t`` cut from the coarse half's gates."""
+        return self.rnn.weight_ih_l0 * self.ih_mask
+
+    # -- teacher-forced sequence path (training) ---------------------------------------------------
+    def teacher_forced_logits(self, audio: Tensor, mel: Tensor | None) -> Tensor:
+        """Logits for every sample given all earlier ones (nn.GRU over the whole segment).
+
+        audio [B, T]; mel [B, n_mels, T // hop] or None. Returns [B, T, 2**bits] (mulaw) or
+        [B, T, 2, 256] (dual: coarse, fine). Logits at ``t`` depend on samples ``< t`` only (and,
+        for the fine head, on the coarse half of sample ``t``).
+        """
+        if audio.dim() != 2:
+            raise ValueError(f"audio must be [B, T], got shape {tuple(audio.shape)}")
+        b, t = audio.shape
+        if self.n_mels:
+            hop = self.config.hop_length
+            if mel is None:
+                raise ValueError("this WaveRNN is mel-conditioned: training needs mel frames")
+            if t % hop or mel.shape[-1] != t // hop:
+                raise ValueError(
+                    f"audio of {t} samples needs a multiple of hop_length={hop} samples and {t // hop} mel "
+                    f"frames; got {mel.shape[-1]} frames"
+                )
+        cond = self.conditioning(mel, t, batch=b)
+        table = self.class_inputs()
+        q = self.encode(audio)
+        start = self.start_class
+        if self.config.mode == "mulaw":
+            inputs = table[q]
+            prev = torch.cat([inputs.new_full((b, 1), float(table[start])), inputs[:, :-1]], dim=1)
+            return self._mulaw_sequence(prev, cond)
+        c_in, f_in = table[q // 256], table[q % 256]
+        c_prev = torch.cat([c_in.new_full((b, 1), float(table[start // 256])), c_in[:, :-1]], dim=1)
+        f_prev = torch.cat([f_in.new_full((b, 1), float(table[start % 256])), f_in[:, :-1]], dim=1)
+        return self._dual_sequence(torch.stack([c_prev, f_prev, c_in], dim=-1), cond)
+
+    def _split_cond(self, cond: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        nm, a = self.n_mels, self.aux_dims
+        return cond[..., :nm], *(cond[..., nm + i * a : nm + (i + 1) * a] for i in range(4))
+
+    def _mulaw_sequence(self, prev: Tensor, cond: Tensor) -> Tensor:
+        mel_up, a0, a1, a2, a3 = self._split_cond(cond)
+        x = self.I(torch.cat([prev.unsqueeze(-1), mel_up, a0], dim=-1))
+        x = self.rnn1(x)[0] + x
+        x = self.rnn2(torch.cat([x, a1], dim=-1))[0] + x
+        y = torch.relu(self.fc1(torch.cat([x, a2], dim=-1)))
+        y = torch.relu(self.fc2(torch.cat([y, a3], dim=-1)))
+        return self.fc3(y)
+
+    def _dual_gru(self, inputs: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        args = (inputs,) if h is None else (inputs, h)
+        return functional_call(self.rnn, {"weight_ih_l0": self.masked_weight_ih()}, args)
+
+    def _dual_heads(self, h: Tensor, a1: Tensor, a2: Tensor, a3: Tensor) -> Tensor:
+        half = self.config.rnn_dims // 2
+        out = []
+        for head, state, aux in (("coarse", h[..., :half], a1), ("fine", h[..., half:], a2)):
+            y = torch.relu(getattr(self, f"{head}_fc1")(torch.cat([state, aux], dim=-1)))
+            y = torch.relu(getattr(self, f"{head}_fc2")(torch.cat([y, a3], dim=-1)))
+            out.append(getattr(self, f"{head}_fc3")(y))
+        return torch.stack(out, dim=-2)
+
+    def _dual_sequence(self, inputs: Tensor, cond: Tensor) -> Tensor:
+        mel_up, a0, a1, a2, a3 = self._split_cond(cond)
+        h = self._dual_gru(torch.cat([inputs, mel_up, a0], dim=-1))[0]
+        return self._dual_heads(h, a1, a2, a3)
+
+    # -- generation ---------------------------------------------------------------------------------
+    def stepper(self) -> MulawStepper | DualStepper:
+        """The fast-path stepper with this model's current weights.
+
+        Building one composes weights in float64 (about 0.1 s at 512 units), so it is cached and rebuilt
+        only when a parameter changes (storage, device, dtype or in-place version: optimiser steps and
+        ``load_state_dict`` both bump the version).
+        """
+        key = tuple((p.data_ptr(), p.device, p.dtype, p._version) for p in self.parameters())
+        cached = self.__dict__.get("_stepper_cache")
+        if cached is None or cached[0] != key:
+            built = MulawStepper(self) if self.config.mode == "mulaw" else DualStepper(self)
+            self.__dict__["_stepper_cache"] = cached = (key, built)
+        return cached[1]
+
+    @property
+    def draws_per_step(self) -> int:
+        return 1 if self.config.mode == "mulaw" else 2
+
+    def draw_uniforms(self, generator: torch.Generator, steps: int, batch: int = 1) -> Tensor:
+        """All random numbers a generation uses, [steps, batch, draws_per_step], from ``generator`` only."""
+        return torch.rand(steps, batch, self.draws_per_step, generator=generator, device=generator.device)
+
+    @staticmethod
+    def _check_temperature(temperature: float) -> float:
+        t = float(temperature)
+        if not math.isfinite(t) or t < 0.0:
+            raise ValueError(f"temperature must be a finite number >= 0 (0 = argmax), got {temperature}")
+        return t
+
+    def _fold_options(self, opts: dict) -> tuple[int, int, str]:
+        hop = self.profile.hop_length
+        length = int(opts.get("fold_length", DEFAULT_FOLD_FRAMES * hop))
+        overlap = int(opts.get("fold_overlap", DEFAULT_OVERLAP_FRAMES * hop))
+        fade = str(opts.get("fold_fade", "power"))
+        fold.check_fold(length, overlap)
+        if fade not in fold.FADES:
+            raise ValueError(f"fold_fade must be one of {fold.FADES}, got {fade!r}")
+        return length, overlap, fade
+
+    @staticmethod
+    def _threads(request: GenerateRequest) -> int:
+        threads = int((request.options or {}).get("threads", 1))
+        if threads < 1:
+            raise ValueError(f"options['threads'] must be >= 1, got {threads}")
+        return threads
+
+    def _chooser(self, uniforms: Tensor, temperature: float) -> Callable[[Tensor, int, int], Tensor]:
+        def choose(logits: Tensor, t: int, part: int) -> Tensor:
+            return sample_classes(logits, uniforms[t, :, part], temperature)
+
+        return choose
+
+    def generate_classes(
+        self,
+        cond: Tensor,
+        generator: torch.Generator,
+        temperature: float,
+        yield_every: int,
+        should_stop: Callable[[], bool] | None = None,
+        threads: int = 1,
+    ) -> Iterator[tuple[int, Tensor]]:
+        """Fast path on B streams: cond [B, T, C] -> yields (steps done, classes [B, T] being filled).
+
+        ``threads``: torch intra-op threads on this thread while stepping (1 is fastest here, see
+        ``wavernn_step._drive``).
+        """
+        b, total, _ = cond.shape
+        uniforms = self.draw_uniforms(generator, total, b)
+        classes = torch.zeros(b, total, dtype=torch.long, device=cond.device)
+        choose = self._chooser(uniforms, temperature)
+        stepper = self.stepper()
+        for done in stepper.run(cond, choose, classes, self.start_class, yield_every, should_stop, threads):
+            yield done, classes
+
+    def _generate_unfolded(self, request, cond, generator, temperature, block) -> Iterator[Tensor]:
+        emitted = 0
+        stop, threads = (lambda: request.cancelled), self._threads(request)
+        for done, classes in self.generate_classes(cond, generator, temperature, block, stop, threads):
+            if done > emitted:
+                yield self.decode(classes[0, emitted:done])
+                emitted = done
+            if request.cancelled:
+                return
+
+    def _generate_folded(self, request, cond, generator, temperature, block, length, overlap, fade):
+        total = cond.shape[1]
+        segments = fold.fold(cond[0], length, overlap)
+        count, seg = segments.shape[:2]
+        log.debug("folded WaveRNN generation: %d segments of %d samples", count, seg)
+        audio = cond.new_zeros(count, seg)
+        decoded = emitted = 0
+        stop, threads = (lambda: request.cancelled), self._threads(request)
+        for done, classes in self.generate_classes(segments, generator, temperature, block, stop, threads):
+            audio[:, decoded:done] = self.decode(classes[:, decoded:done])
+            decoded = done
+            ready = min(total, fold.final_prefix(done, count, length, overlap))
+            if done < seg and ready > emitted and (ready - emitted >= block or request.cancelled):
+                yield fold.unfold_prefix(audio, length, overlap, ready, fade)[emitted:ready]
+                emitted = ready
+            if request.cancelled:
+                return
+        if decoded < seg:
+            return
+        joined = fold.unfold(audio, length, overlap, total, fade)
+        for start in range(emitted, total, block):
+            yield joined[start : start + block]
+            if request.cancelled:
+                return
+
+    def generate_plain(
+        self,
+        mel: Tensor | None,
+        num_samples: int,
+        generator: torch.Generator,
+        temperature: float = 1.0,
+        threads: int | None = 1,
+    ) -> Tensor:
+        """The eager baseline: one sample at a time through the nn modules themselves, unbatched.
+
+        mel [1, n_mels, frames] or None -> float32 samples [num_samples]. Uses the same random numbers
+        as the fast path (``draw_uniforms``), so with the same generator state both make the same samples.
+        ``threads``: intra-op threads meanwhile (as the fast path; None keeps the current setting).
+        """
+        temperature = self._check_temperature(temperature)
+        own = torch.get_num_threads()
+        try:
+            if threads is not None:
+                torch.set_num_threads(threads)
+            return self._generate_plain(mel, num_samples, generator, temperature)
+        finally:
+            torch.set_num_threads(own)
+
+    def _generate_plain(self, mel, num_samples, generator, temperature) -> Tensor:
+        with torch.inference_mode():
+            cond = self.conditioning(mel, num_samples)[0]
+            uniforms = self.draw_uniforms(generator, num_samples)
+            table = self.class_inputs()
+            classes = torch.zeros(num_samples, dtype=torch.long, device=cond.device)
+            start = self.start_class
+            if self.config.mode == "mulaw":
+                self._plain_mulaw(cond, uniforms, temperature, table, classes, start)
+            else:
+                self._plain_dual(cond, uniforms, temperature, table, classes, start)
+            return self.decode(classes)
+
+    def _plain_mulaw(self, cond, uniforms, temperature, table, classes, start) -> None:
+        r = self.config.rnn_dims
+        h1 = cond.new_zeros(1, 1, r)
+        h2 = cond.new_zeros(1, 1, r)
+        x = table[start].view(1)
+        for t in range(cond.shape[0]):
+            mel_t, a0, a1, a2, a3 = self._split_cond(cond[t])
+            i = self.I(torch.cat([x, mel_t, a0]))
+            o1, h1 = self.rnn1(i.view(1, 1, r), h1)
+            x1 = o1.view(r) + i
+            o2, h2 = self.rnn2(torch.cat([x1, a1]).view(1, 1, -1), h2)
+            x2 = o2.view(r) + x1
+            y = torch.relu(self.fc1(torch.cat([x2, a2])))
+            y = torch.relu(self.fc2(torch.cat([y, a3])))
+            logits = self.fc3(y).view(1, -1)
+            q = sample_classes(logits, uniforms[t, :, 0], temperature)
+            classes[t] = q[0]
+            x = table[q]
+
+    def _plain_dual(self, cond, uniforms, temperature, table, classes, start) -> None:
+        half = self.config.rnn_dims // 2
+        h = cond.new_zeros(1, 1, self.config.rnn_dims)
+        c_prev, f_prev = table[start // 256].view(1), table[start % 256].view(1)
+        zero = cond.new_zeros(1)
+        for t in range(cond.shape[0]):
+            mel_t, a0, a1, a2, a3 = self._split_cond(cond[t])
+            # coarse half first: the mask makes it independent of the (still unknown) current coarse value
+            _, h_a = self._dual_gru(torch.cat([c_prev, f_prev, zero, mel_t, a0]).view(1, 1, -1), h)
+            logits_c = self._dual_heads(h_a.view(-1), a1, a2, a3)[0].view(1, -1)
+            c = sample_classes(logits_c, uniforms[t, :, 0], temperature)
+            c_in = table[c]
+            _, h_b = self._dual_gru(torch.cat([c_prev, f_prev, c_in, mel_t, a0]).view(1, 1, -1), h)
+            h = torch.cat([h_a[..., :half], h_b[..., half:]], dim=-1)
+            logits_f = self._dual_heads(h.view(-1), a1, a2, a3)[1].view(1, -1)
+            f = sample_classes(logits_f, uniforms[t, :, 1], temperature)
+            classes[t] = c[0] * 256 + f[0]
+            c_prev, f_prev = c_in, table[f]
+
+
+
+__all__ = ["WaveRNN", "WaveRNNConfig", "sample_classes", "suggest_upsample_scales"]
