@@ -1,0 +1,272 @@
+"""``studio models``, ``studio generate`` and ``studio vocode``: the model catalogue and inference, headless.
+
+Generation streams block by block (the same ``model.stream`` the studio plays from); progress and the
+speed in × real time go to stderr, the result line to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from studio.cli import CliError
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def parse_device(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` (checked for availability), else ``CliError``."""
+    if not _DEVICE.match(text):
+        raise CliError(f"--device {text}: use cpu, cuda or cuda:N")
+    if text.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CliError(f"--device {text}: no CUDA device is available here; use --device cpu")
+    return text
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("models", help="list bundled and user models", description="List the models "
+                              "the studio finds (user models folder first, then the bundled ones) with their cards.")
+    p.add_argument("--json", action="store_true", help="print the entries and their full cards as JSON")
+    p.set_defaults(handler=run_models)
+
+    p = subparsers.add_parser(
+        "generate", help="generate audio with a model",
+        description="Generate audio. Unconditioned models generate freely; mel-conditioned ones need --mel-from.",
+    )
+    p.add_argument("--model", required=True, help="model name (see `studio models`) or checkpoint path")
+    p.add_argument("--seconds", type=float, required=True, help="length to generate")
+    p.add_argument("--out", required=True, help="output audio file (.wav, .flac, .ogg, .opus, .mp3)")
+    p.add_argument("--mel-from", metavar="FILE", help="conditioning: an audio file, or a .npy mel [n_mels, frames]")
+    _add_sampling_args(p)
+    p.set_defaults(handler=run_generate)
+
+    p = subparsers.add_parser(
+        "vocode", help="resynthesize an audio file through a vocoder",
+        description="Compute the mel of IN with the model's feature profile and turn it back into audio with the model.",
+    )
+    p.add_argument("input", metavar="IN", help="input audio file")
+    p.add_argument("--model", required=True, help="model name (see `studio models`) or checkpoint path")
+    p.add_argument("--out", required=True, help="output audio file")
+    _add_sampling_args(p)
+    p.set_defaults(handler=run_vocode)
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same audio)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (autoregressive models)")
+    p.add_argument("--sigma", type=float, default=0.6, help="latent standard deviation (flow models)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+
+
+# -- studio models ---------------------------------------------------------------------------------------
+def _summary(card: Any) -> dict[str, Any]:
+    metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in card.metrics.items())
+    return {
+        "family": card.family,
+        "rate": card.sample_rate,
+        "profile": card.profile.name,
+        "conditioning": card.conditioning,
+        "params": card.parameters,
+        "receptive_field": card.receptive_field,
+        "steps": card.training.get("steps"),
+        "metrics": metrics,
+    }
+
+
+def _human_count(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from studio.engine.catalog import bundled_models_dir, scan_models, user_models_dir
+
+    scan = scan_models()
+    if args.json:
+        print(json.dumps(
+            {
+                "user_dir": str(user_models_dir()),
+                "bundled_dir": str(bundled_models_dir()) if bundled_models_dir() else None,
+                "models": [
+                    {"name": e.name, "path": str(e.path), "bundled": e.bundled, "card": e.card.to_dict()}
+                    for e in scan.entries
+                ],
+                "broken": [{"path": str(b.path), "reason": b.reason} for b in scan.broken],
+            },
+            indent=2,
+        ))
+        return 0
+    if not scan.entries:
+        print(f"no models yet (user folder: {user_models_dir()}); train one with `studio train`")
+    else:
+        header = ("NAME", "SOURCE", "FAMILY", "RATE", "PROFILE", "COND", "PARAMS", "RF", "STEPS", "METRICS")
+        rows = [header]
+        for e in scan.entries:
+            s = _summary(e.card)
+            rows.append((
+                e.name, e.source, s["family"], str(s["rate"]), s["profile"], s["conditioning"],
+                _human_count(s["params"]), str(s["receptive_field"]), str(s["steps"] or "—"), s["metrics"] or "—",
+            ))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for b in scan.broken:
+        print(f"skipped {b.path}: {b.reason}", file=sys.stderr)
+    return 0
+
+
+# -- shared by generate and vocode -------------------------------------------------------------------------
+def _load(name: str, device: str):
+    from studio.engine.catalog import ModelNotFoundError, find_model
+    from studio.engine.checkpoints import CheckpointError, load_model
+
+    try:
+        entry = find_model(name)
+        return load_model(entry.path, device=device)
+    except (ModelNotFoundError, CheckpointError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _read_audio(path: str, sample_rate: int):
+    from studio.engine.audio.files import AudioFileError, load
+
+    try:
+        audio, _ = load(path, sample_rate=sample_rate, mono=True)
+    except AudioFileError as exc:
+        raise CliError(str(exc)) from None
+    return audio
+
+
+def _mel_of_audio(audio, profile):
+    from studio.engine.audio.features import compute_mel
+
+    return compute_mel(audio, profile)
+
+
+def _mel_from(path: str, model) -> Any:
+    """A mel [n_mels, frames] for ``model``: from a .npy file, or computed from an audio file."""
+    import numpy as np
+
+    if Path(path).suffix.lower() == ".npy":
+        try:
+            mel = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"{path}: not a readable .npy array ({exc})") from None
+        if mel.ndim != 2 or mel.shape[0] != model.profile.n_mels:
+            raise CliError(
+                f"{path}: mel must be [n_mels={model.profile.n_mels}, frames] for this model, got shape {mel.shape}"
+            )
+        return mel.astype(np.float32)
+    return _mel_of_audio(_read_audio(path, model.sample_rate), model.profile)
+
+
+class _Meter:
+    """Progress on stderr while a model streams: a ``\\r`` line on a terminal, nothing otherwise."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.started = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.tty:
+            return
+        now = time.perf_counter()
+        if now - self._last < 0.1 and done < total:
+            return
+        self._last = now
+        elapsed = max(now - self.started, 1e-9)
+        rt = done / self.sample_rate / elapsed
+        sys.stderr.write(f"\r{done / self.sample_rate:6.2f} / {total / self.sample_rate:.2f} s  {rt:5.2f}× real time\x1b[K")
+        sys.stderr.flush()
+
+    def finish(self, samples: int) -> str:
+        if self.tty:
+            sys.stderr.write("\n")
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        seconds = samples / self.sample_rate
+        return f"{seconds:.2f} s of audio in {elapsed:.2f} s ({seconds / elapsed:.2f}× real time)"
+
+
+def _stream_to_file(model, request, out: str) -> str:
+    import numpy as np
+
+    from studio.engine.audio.files import AudioFileError, save
+
+    meter = _Meter(model.sample_rate)
+    request.progress = meter
+    try:
+        audio = model.generate(request)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    summary = meter.finish(int(audio.shape[0]))
+    try:
+        save(out, np.asarray(audio, dtype=np.float32), model.sample_rate)
+    except (AudioFileError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return summary
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from studio.engine.models.base import GenerateRequest
+
+    device = parse_device(args.device)
+    if not args.seconds > 0:
+        raise CliError(f"--seconds must be positive, got {args.seconds}")
+    model = _load(args.model, device)
+    mel = None
+    if args.mel_from:
+        mel = _mel_from(args.mel_from, model) if model.conditioned else None
+        if not model.conditioned:
+            print(f"note: {model.name} is unconditioned; --mel-from is ignored", file=sys.stderr)
+    elif model.conditioned:
+        raise CliError(
+            f"{model.name} is a mel-conditioned {model.family} model: it cannot generate freely. "
+            "Give --mel-from AUDIO_OR_NPY, or use `studio vocode IN --model ...`"
+        )
+    request = GenerateRequest(
+        mel=mel,
+        num_samples=max(1, int(round(args.seconds * model.sample_rate))),
+        seed=args.seed,
+        temperature=args.temperature,
+        sigma=args.sigma,
+        device=device,
+    )
+    summary = _stream_to_file(model, request, args.out)
+    print(f"wrote {args.out}: {summary}")
+    return 0
+
+
+def run_vocode(args: argparse.Namespace) -> int:
+    from studio.engine.models.base import GenerateRequest
+
+    device = parse_device(args.device)
+    model = _load(args.model, device)
+    if not model.conditioned:
+        raise CliError(f"{model.name} is an unconditioned {model.family} model: it cannot vocode; use `studio generate`")
+    audio = _read_audio(args.input, model.sample_rate)
+    mel = _mel_of_audio(audio, model.profile)
+    if mel.shape[-1] == 0:
+        raise CliError(f"{args.input}: too short to make one mel frame ({audio.shape[0]} samples)")
+    request = GenerateRequest(
+        mel=mel,
+        num_samples=int(audio.shape[0]),
+        seed=args.seed,
+        temperature=args.temperature,
+        sigma=args.sigma,
+        device=device,
+    )
+    summary = _stream_to_file(model, request, args.out)
+    print(f"wrote {args.out}: {summary}")
+    return 0

@@ -1,0 +1,142 @@
+"""``studio train``: train a model on a folder of audio, headless (also under ``torchrun``).
+
+Progress goes to stdout: one line rewritten in place (``\\r``) on a terminal, a plain line every
+``--log-every`` steps otherwise; losses also go to ``NAME.log.jsonl``. Only rank 0 prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from studio.cli import CliError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model on audio files",
+        description="Train a WaveNet, WaveRNN or WaveGlow on a folder (or list) of audio files. "
+        "Runs unchanged under `torchrun --nproc-per-node K -m studio train ...` (data parallel).",
+    )
+    p.add_argument("--family", required=True, help="model family: wavenet, wavernn or waveglow")
+    p.add_argument("--data", required=True, nargs="+", metavar="DIR_OR_FILE", help="audio folders, files or globs")
+    p.add_argument(
+        "--out", required=True, metavar="NAME",
+        help="checkpoint name (saved in the user models folder) or path stem (folder/NAME)",
+    )
+    p.add_argument("--config", metavar="JSON", help="family config overrides: inline JSON or a JSON file")
+    p.add_argument("--profile", metavar="PRESET", help="mel feature preset (default: the family's)")
+    p.add_argument("--steps", type=int, default=1000, help="total steps to reach (default 1000)")
+    p.add_argument("--batch", type=int, help="segments per step and process (default: the family's)")
+    p.add_argument("--segment", type=int, metavar="SAMPLES", help="segment length (rounded down to a multiple of the hop)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the family's)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine", "exponential"), default="constant")
+    p.add_argument("--lr-final", type=float, default=0.1, help="final lr as a fraction of --lr for decaying schedules")
+    p.add_argument("--warmup", type=int, default=0, metavar="STEPS", help="linear learning-rate warm-up steps")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm to this (default 1)")
+    p.add_argument("--checkpoint-every", type=int, default=500, metavar="N", help="steps between checkpoints")
+    p.add_argument("--eval-every", type=int, metavar="N", help="steps between held-out evaluations")
+    p.add_argument("--log-every", type=int, default=10, metavar="N", help="steps between log lines")
+    p.add_argument("--heldout", metavar="GLOB", help="hold out the files matching this glob (default: hash split)")
+    p.add_argument("--sample-seconds", type=float, default=1.0, help="length of NAME.sample.wav (0 = none)")
+    p.add_argument("--resume", action="store_true", help="continue NAME from its last checkpoint")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.set_defaults(handler=run_train)
+
+
+class ProgressPrinter:
+    """Draws training progress: a ``\\r`` line on a terminal, a plain line every ``every`` steps otherwise."""
+
+    def __init__(self, stream, every: int) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.every = max(1, every)
+        self._last_draw = 0.0
+
+    def __call__(self, p) -> None:
+        held = "—" if p.heldout_loss is None else f"{p.heldout_loss:.4f}"
+        loss = "—" if p.loss is None else f"{p.loss:.4f}"
+        text = (
+            f"step {p.step}/{p.total_steps}  loss {loss}  held-out {held}  "
+            f"{p.steps_per_s:.2f} steps/s  {p.elapsed_s:.0f} s"
+        )
+        if self.tty:
+            now = time.monotonic()
+            if p.event == "step" and now - self._last_draw < 0.1 and p.step != p.total_steps:
+                return
+            self._last_draw = now
+            end = "\n" if p.event == "done" else ""
+            self.stream.write(f"\r{text}\x1b[K{end}")
+        elif p.event in ("eval", "checkpoint", "done") or (p.event == "step" and p.step % self.every == 0):
+            self.stream.write(f"{p.event:10s} {text}\n")
+        self.stream.flush()
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from studio.cli.models import parse_device
+    from studio.engine.models.base import CancelToken
+    from studio.engine.train.distributed import Context
+    from studio.engine.train.loop import TrainingError, train
+    from studio.engine.train.options import TrainOptions, parse_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        config = parse_config(args.config)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    options = TrainOptions(
+        family=args.family,
+        data=list(args.data),
+        out=args.out,
+        config=config,
+        profile=args.profile,
+        steps=args.steps,
+        batch=args.batch,
+        segment=args.segment,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        lr_final=args.lr_final,
+        warmup_steps=args.warmup,
+        grad_clip=args.grad_clip,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        log_every=args.log_every,
+        heldout=args.heldout,
+        resume=args.resume,
+        device=parse_device(args.device),
+        seed=args.seed,
+        sample_seconds=args.sample_seconds,
+    )
+    printer = ProgressPrinter(sys.stdout, args.log_every) if Context.from_env().is_main else None
+    cancel = CancelToken()
+
+    def on_interrupt(signum, frame) -> None:  # first Ctrl+C: checkpoint and stop; second: the default
+        cancel.cancel()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\ninterrupted: saving a checkpoint of the current step (Ctrl+C again to abandon it)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        result = train(options, progress=printer, cancel=cancel)
+    except (TrainingError, ValueError) as exc:
+        if printer is not None and printer.tty:
+            sys.stdout.write("\n")
+        raise CliError(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if printer is not None:
+        start = "—" if result.initial_heldout_loss is None else f"{result.initial_heldout_loss:.4f}"
+        end = "—" if result.heldout_loss is None else f"{result.heldout_loss:.4f}"
+        print(
+            f"{result.status}: step {result.step}, held-out loss {start} → {end}, {result.wall_s:.1f} s; "
+            f"checkpoint {result.checkpoint}.safetensors"
+        )
+    return 0

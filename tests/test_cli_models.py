@@ -1,0 +1,121 @@
+"""``studio models``, ``studio generate``, ``studio vocode`` and ``studio train`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from support.tiny_training import TINY_WAVEGLOW, TINY_WAVENET, make_speech_folder, tiny_options
+
+from studio.engine.audio.features import PRESETS
+from studio.engine.checkpoints import load_model, save_checkpoint
+from studio.engine.models.base import GenerateRequest, build_model
+from studio.engine.train.loop import train
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A user models folder with a trained unconditioned WaveNet ('babble') and a tiny WaveGlow ('glow')."""
+    root = tmp_path_factory.mktemp("cli")
+    speech = make_speech_folder(root / "speech")
+    models = root / "models"
+    train(tiny_options(speech, models / "babble", steps=2, checkpoint_every=2))
+    torch.manual_seed(0)
+    glow = build_model("waveglow", TINY_WAVEGLOW, PRESETS["waveglow"])
+    glow.name = "glow"
+    save_checkpoint(glow, models / "glow")
+    (root / "bundled").mkdir()
+    env = {**os.environ, "STUDIO_MODELS_DIR": str(models), "STUDIO_BUNDLED_MODELS_DIR": str(root / "bundled")}
+    return {"root": root, "speech": speech, "models": models, "env": env}
+
+
+def studio(setup, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "studio", *args], capture_output=True, text=True, timeout=180, env=setup["env"]
+    )
+
+
+def test_models_lists_cards_as_table_and_json(setup):
+    out = studio(setup, "models", "--json")
+    assert out.returncode == 0, out.stderr
+    listing = json.loads(out.stdout)
+    by_name = {m["name"]: m for m in listing["models"]}
+    assert set(by_name) == {"babble", "glow"}
+    babble = by_name["babble"]["card"]
+    assert babble["family"] == "wavenet" and babble["sample_rate"] == 16000 and babble["conditioning"] == "none"
+    assert babble["training"]["steps"] == 2 and "heldout_loss" in babble["metrics"]
+    assert by_name["glow"]["card"]["profile"]["name"] == "waveglow" and not by_name["glow"]["bundled"]
+    table = studio(setup, "models")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["NAME", "SOURCE", "FAMILY", "RATE"]
+    babble_row = next(line for line in lines if line.startswith("babble"))
+    assert "wavenet" in babble_row and "16000" in babble_row and "speech16k" in babble_row and "heldout_loss" in babble_row
+
+
+def test_generate_streams_the_models_own_samples_to_a_file(setup, tmp_path):
+    out_wav = tmp_path / "free.wav"
+    out = studio(setup, "generate", "--model", "babble", "--seconds", "0.05", "--out", str(out_wav), "--seed", "7")
+    assert out.returncode == 0, out.stderr
+    assert "real time" in out.stdout
+    audio, sr = sf.read(out_wav, dtype="float32")
+    assert sr == 16000 and audio.shape == (800,)
+    model = load_model(setup["models"] / "babble")
+    expected = model.generate(GenerateRequest(num_samples=800, seed=7))
+    np.testing.assert_allclose(audio, expected, atol=1.5 / 32768)
+    assert np.abs(audio).max() > 0
+
+
+def test_generate_explains_what_a_conditioned_model_needs(setup, tmp_path):
+    out = studio(setup, "generate", "--model", "glow", "--seconds", "0.1", "--out", str(tmp_path / "x.wav"))
+    assert out.returncode == 2
+    assert "mel-conditioned" in out.stderr and "--mel-from" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    missing = studio(setup, "generate", "--model", "nothing", "--seconds", "0.1", "--out", str(tmp_path / "x.wav"))
+    assert missing.returncode == 2 and "no model called 'nothing'" in missing.stderr and "babble" in missing.stderr
+
+
+def test_vocode_resynthesizes_a_file_at_the_models_rate(setup, tmp_path):
+    source = setup["speech"] / "utt1.wav"
+    out_wav = tmp_path / "voc.wav"
+    out = studio(setup, "vocode", str(source), "--model", "glow", "--out", str(out_wav), "--sigma", "0.5")
+    assert out.returncode == 0, out.stderr
+    assert "× real time" in out.stdout
+    audio, sr = sf.read(out_wav, dtype="float32")
+    n_in = sf.info(source).frames  # espeak writes 22050 Hz, the model's rate
+    assert sr == 22050 and abs(audio.shape[0] - n_in) <= 256
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+    # a mel saved as .npy drives generate the same way
+    mel = np.zeros((80, 4), np.float32) - 5
+    np.save(tmp_path / "mel.npy", mel)
+    out = studio(setup, "generate", "--model", "glow", "--seconds", "1", "--mel-from", str(tmp_path / "mel.npy"),
+                 "--out", str(tmp_path / "m.wav"))
+    assert out.returncode == 0, out.stderr
+    assert sf.info(tmp_path / "m.wav").frames == 4 * 256
+
+
+@pytest.mark.slow
+def test_train_command_writes_checkpoint_log_and_sample(setup, tmp_path):
+    out = studio(
+        setup, "train", "--family", "wavenet", "--data", str(setup["speech"]), "--out", "cli-trained",
+        "--profile", "speech16k", "--config", json.dumps(TINY_WAVENET), "--steps", "3", "--batch", "2",
+        "--segment", "800", "--checkpoint-every", "2", "--log-every", "1", "--sample-seconds", "0.05",
+        "--lr-schedule", "cosine", "--threads", "1",
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-1].startswith("completed: step 3") and "held-out loss" in lines[-1]
+    assert any(line.startswith("checkpoint") and "step 2/3" in line for line in lines)
+    stem: Path = setup["models"] / "cli-trained"
+    for suffix in (".json", ".safetensors", ".train.safetensors", ".log.jsonl", ".sample.wav"):
+        assert stem.with_name(stem.name + suffix).exists(), suffix
+    again = studio(setup, "train", "--family", "wavenet", "--data", str(setup["speech"]), "--out", "cli-trained")
+    assert again.returncode == 2 and "--resume" in again.stderr
+    bad = studio(setup, "train", "--family", "wavenet", "--data", str(setup["speech"]), "--out", "x", "--config", "{oops")
+    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
