@@ -1,0 +1,159 @@
+"""Folded WaveNet generation: a long mel cut into overlapping segments, generated as one batch, joined.
+
+Layout, with ``L = fold_length``, ``O = fold_overlap`` and ``C = min(FOLD_CROSSFADE, O // 2)``
+(samples): segment ``i`` covers global samples ``[i*L, i*L + L + O)``, so neighbours share ``O``
+samples. Every segment starts from silence, so its first ``W = O - C`` samples are a warm-up (its
+receptive field filling with its own samples) and are thrown away; over the next ``C`` samples the
+earlier segment fades out and the later one fades in (equal power: two separately generated segments
+are nearly uncorrelated). The default overlap is the receptive field + ``FOLD_CROSSFADE``, so a
+segment has seen a full receptive field of its own output before it is heard.
+
+All segments advance one sample per step, so a step costs about one batched step of the network
+instead of ``count`` steps. Segment 0 is final up to ``L + W`` and is streamed as it is made; the rest
+is joined when all steps are done.
+
+Threads: runs on the generating thread; checks the cancel token every few samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+
+from studio.engine.models.wavenet_fast import IncrementalWaveNet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from studio.engine.models.base import GenerateRequest
+    from studio.engine.models.wavenet import WaveNet
+
+FOLD_CROSSFADE = 256
+DEFAULT_FOLD_LENGTH = 8000
+
+
+def fold_count(total: int, length: int, overlap: int) -> int:
+    """Segments needed so that ``count*length + overlap >= total`` (at least one)."""
+    check_fold(length, overlap)
+    return max(1, math.ceil((total - overlap) / length))
+
+
+def check_fold(length: int, overlap: int) -> None:
+    """ValueError unless ``length >= overlap >= 2`` (samples)."""
+    if overlap < 2 or length < overlap:
+        raise ValueError(f"need fold_length >= fold_overlap >= 2 samples, got fold_length={length}, fold_overlap={overlap}")
+
+
+def crossfade_length(overlap: int) -> int:
+    return min(FOLD_CROSSFADE, overlap // 2)
+
+
+def join_segments(segments: torch.Tensor, total: int, length: int, overlap: int) -> torch.Tensor:
+    """``segments [count, length + overlap]`` -> ``[total]``: warm-ups dropped, seams cross-faded."""
+    count, seg_len = segments.shape
+    if seg_len != length + overlap:
+        raise ValueError(f"segments are {seg_len} samples long, expected {length + overlap}")
+    fade = crossfade_length(overlap)
+    warm = overlap - fade
+    out = segments.new_zeros(count * length + overlap)
+    s = (torch.arange(fade, dtype=segments.dtype, device=segments.device) + 0.5) / fade
+    fade_in, fade_out = torch.sin(0.5 * math.pi * s), torch.cos(0.5 * math.pi * s)
+    out[: length + warm] = segments[0, : length + warm]
+    for i in range(1, count):
+        start = i * length
+        out[start + warm : start + overlap] = (
+            segments[i - 1, length + warm :] * fade_out + segments[i, warm:overlap] * fade_in
+        )
+        out[start + overlap : start + length + warm] = segments[i, overlap : length + warm]
+    last = (count - 1) * length
+    out[last + length + warm :] = segments[-1, length + warm :]
+    return out[:total]
+
+
+def _batched_cond(model: WaveNet, mel: torch.Tensor | None, starts: list[int], t: int, n: int, valid: int):
+    """Conditioning ``[B, cond_channels, n]`` of samples ``start_b + t ...``; zeros beyond the mel's end."""
+    if mel is None or model.upsampler is None:
+        return None
+    parts = []
+    for start in starts:
+        lo, hi = start + t, start + t + n
+        inside = min(hi, valid)
+        if inside > lo:
+            part = model.upsampler.span(mel, lo, inside)
+            if inside < hi:  # past the end: never heard (causal), any values do
+                part = torch.nn.functional.pad(part, (0, hi - inside))
+        else:
+            part = mel.new_zeros(mel.shape[0], model.config.cond_channels, n)
+        parts.append(part)
+    return torch.cat(parts, dim=0)
+
+
+def generate_folded(
+    model: WaveNet,
+    request: GenerateRequest,
+    mel: torch.Tensor | None,
+    num_samples: int,
+    generator: torch.Generator,
+    noise_stream,
+    chunk_values: int,
+    check_every: int,
+) -> Iterator[torch.Tensor]:
+    """Yield audio blocks of a folded generation (see the module doc).
+
+    noise_stream: the sampling-noise class of ``wavenet`` (``(generator, batch, classes, temperature,
+    device)``); chunk_values: bound on conditioning floats held at once; check_every: samples between
+    looks at the cancel flag. Options: ``fold_length``, ``fold_overlap`` (samples).
+    """
+
+    cfg = model.config
+    overlap = int(request.options.get("fold_overlap", model.receptive_field + FOLD_CROSSFADE))
+    length = int(request.options.get("fold_length", max(DEFAULT_FOLD_LENGTH, overlap)))
+    count = fold_count(num_samples, length, overlap)
+    seg_len = length + overlap
+    starts = [i * length for i in range(count)]
+    final0 = min(num_samples, length + overlap - crossfade_length(overlap))  # segment 0 alone up to here
+    valid = num_samples if mel is None else mel.shape[-1] * model.profile.hop_length
+    block = max(1, int(request.block_size))
+    device = model.embed.weight.device
+    with torch.inference_mode():
+        speaker = model._speaker_tensor(request, count, device)
+        stepper = IncrementalWaveNet(model, count)
+        noise = noise_stream(generator, count, cfg.out_classes, request.temperature, device)
+        classes = torch.empty(seg_len + 1, count, dtype=torch.long, device=device)
+        classes[0] = model.silence_class
+        scratch = torch.empty(count, cfg.out_classes, device=device)
+    chunk = max(16, chunk_values // (cfg.layers * cfg.gate_channels * count))
+    temperature = float(request.temperature)
+    t = 0
+    sent = 0
+    while t < seg_len:
+        with torch.inference_mode():
+            n = min(chunk, seg_len - t)
+            cond = _batched_cond(model, mel, starts, t, n, valid)
+            biases = model.layer_biases(cond, speaker, count, n).unbind(0)
+            for i in range(n):
+                logits = stepper.step(classes[t], biases[i].unbind(0))
+                if temperature > 0:
+                    torch.add(logits, noise.at(t), out=scratch)
+                    torch.argmax(scratch, dim=1, out=classes[t + 1])
+                else:
+                    torch.argmax(logits, dim=1, out=classes[t + 1])
+                t += 1
+                if t % check_every == 0 and request.cancelled:
+                    break
+            ready = min(t, final0)
+            piece = None
+            if ready - sent >= block or (ready > sent and request.cancelled):
+                piece = model.decode(classes[sent + 1 : ready + 1, 0])
+        if piece is not None:
+            sent = ready
+            yield piece
+        if request.cancelled:
+            return
+    with torch.inference_mode():
+        audio = join_segments(model.decode(classes[1:].t()), num_samples, length, overlap)
+    for lo in range(sent, num_samples, block):
+        yield audio[lo : lo + block]
+        if request.cancelled:
+            return
