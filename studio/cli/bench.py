@@ -1,0 +1,67 @@
+"""``studio bench``: how fast each model family generates, beside its plain baseline, on this machine.
+
+Per case it prints samples per second (kHz), times real time, time to the first audio block (warm and
+cold), peak resident memory, threads, device, torch version and load average; every figure comes with
+the ratio to the family's plain path measured in the same run. ``--json`` prints one JSON object
+(schema: ``studio.engine.bench.runner.BenchReport.to_dict``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure generation speed of each model family against its plain baseline",
+        description="Generate SECONDS of audio per case with each family's fast streaming path and run "
+        "the plain baseline of the same network beside it (WaveNet recomputing its receptive field per "
+        "sample, WaveRNN eager and unbatched, WaveGlow eager float32 with weight norm), on a shorter input "
+        "sized to --baseline-budget. Reports rates, so lengths may differ. Sizes: 'reference' (the "
+        "published architectures, random weights), 'default' (the bundled models, or the training "
+        "defaults when none is bundled), 'tiny' (for tests).",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--family", action="append", choices=("wavenet", "wavernn", "waveglow"),
+                        help="benchmark only this family (repeatable; default: all three)")
+    parser.add_argument("--size", choices=("reference", "default", "tiny"), default="reference",
+                        help="network size (default: reference)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    parser.add_argument("--seconds", type=float, default=2.0, metavar="S",
+                        help="seconds of audio per fast run (default: 2)")
+    parser.add_argument("--baseline-budget", type=float, default=4.0, metavar="S",
+                        help="about how many wall-clock seconds each baseline may run (default: 4)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch intra-op threads for the run (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights, latents and sampling (default: 0)")
+    parser.add_argument("--gui", action="store_true",
+                        help="also measure the window's event-loop latency while the first family's default model "
+                        "vocodes and plays (offscreen unless QT_QPA_PLATFORM says otherwise; needs a sound output)")
+    parser.set_defaults(handler=run_bench_command)
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    from studio.cli import CliError
+    from studio.engine.bench import BenchOptions, render_text, run_bench
+
+    families = tuple(dict.fromkeys(args.family)) if args.family else ("wavenet", "wavernn", "waveglow")
+    try:
+        options = BenchOptions(
+            families=families, size=args.size, device=args.device, seconds=args.seconds,
+            baseline_budget_s=args.baseline_budget, threads=args.threads, seed=args.seed,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise CliError(str(exc)) from None
+    report = run_bench(options)
+    if args.gui:
+        from studio.ui.latency_bench import measure_gui_latency
+
+        size = "tiny" if args.size == "tiny" else "default"
+        report.extras.append(measure_gui_latency(families[0], seconds=max(args.seconds, 1.0), seed=args.seed, size=size))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render_text(report))
+    return 0

@@ -1,0 +1,191 @@
+"""``studio convert`` (offline or --live), ``studio voice build|list``: voice conversion, headless."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from studio.cli import CliError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert",
+        help="convert speech: pitch/formant/whisper transforms, or to a target voice (file or --live)",
+        description="Convert a recording (IN → --out OUT) or the microphone live (--live). "
+        "--to names a target voice (see `studio voice list`) or 'self' for transforms of your own voice.",
+    )
+    p.add_argument("input", nargs="?", help="audio file to convert (omit with --live)")
+    p.add_argument("--to", default="self", help="target voice name or path, or 'self' (default)")
+    p.add_argument("--pitch", type=float, default=0.0, help="pitch shift in semitones (duration kept)")
+    p.add_argument("--formant", type=float, default=1.0, help="formant ratio: 1.15 = 15%% higher, 0.87 = lower")
+    p.add_argument("--whisper", action="store_true", help="render as a whisper (no voicing)")
+    p.add_argument("--from-voice", dest="from_voice", help="the source speaker's voice (else measured on the input)")
+    p.add_argument("--out", help="output file (.wav, .flac, .ogg, …)")
+    p.add_argument("--live", action="store_true", help="microphone in, converted voice out")
+    p.add_argument("--seconds", type=float, help="live: stop after this many seconds (default: until Ctrl+C)")
+    p.add_argument("--input-device", help="live: input device name or index")
+    p.add_argument("--output-device", help="live: output device name or index")
+    p.add_argument("--block-ms", type=float, default=30.0, help="live: conversion block in ms (latency vs headroom)")
+    p.add_argument("--gate-db", type=float, default=-55.0, help="live: noise gate threshold in dBFS")
+    p.add_argument("--no-gate", action="store_true", help="live: no noise gate")
+    p.add_argument("--no-monitor", action="store_true", help="live: convert but play silence")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(handler=run_convert)
+
+    v = subparsers.add_parser("voice", help="target voices for conversion: build, list")
+    vsub = v.add_subparsers(dest="voice_command", metavar="ACTION")
+    b = vsub.add_parser("build", help="build a voice from recordings of one speaker (a few minutes)")
+    b.add_argument("name", help="voice name (also the file name)")
+    b.add_argument("files", nargs="+", help="recordings of the speaker (WAV/FLAC/OGG/MP3/G.722)")
+    b.add_argument("--out", help="folder or path stem to write to (default: the user voices folder)")
+    b.add_argument("--description", default="", help="a line about the speaker")
+    b.add_argument("--max-minutes", type=float, default=None, help="use at most this much audio")
+    b.add_argument("--embedding", action="store_true", help="store the speaker's resemblyzer centroid (for eval-convert)")
+    b.set_defaults(handler=run_voice_build)
+    ls = vsub.add_parser("list", help="list the voices")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=run_voice_list)
+    v.set_defaults(handler=lambda args: (v.print_help(), 2)[1])
+
+
+def _target(args: argparse.Namespace):
+    from studio.engine.convert import ConversionTarget, VoiceError, VoiceTransform, find_voice
+
+    try:
+        transform = VoiceTransform(pitch_semitones=args.pitch, formant_ratio=args.formant, whisper=args.whisper)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        target_voice = None if args.to in ("self", "", None) else find_voice(args.to)
+        source = find_voice(args.from_voice) if args.from_voice else None
+    except VoiceError as exc:
+        raise CliError(str(exc)) from exc
+    return ConversionTarget(transform=transform, voice=target_voice, source=source)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from studio.engine.convert import ConversionError
+
+    target = _target(args)
+    try:
+        return _live(args, target) if args.live else _offline(args, target)
+    except ConversionError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _offline(args: argparse.Namespace, target) -> int:
+    from studio.engine.audio import files
+    from studio.engine.convert import convert_audio
+
+    if not args.input or not args.out:
+        raise CliError("give an input file and --out OUT (or use --live)")
+    try:
+        audio, sr = files.load(args.input)
+    except files.AudioFileError as exc:
+        raise CliError(str(exc)) from exc
+    result = convert_audio(audio, sr, target)
+    try:
+        written_rate = files.save(args.out, result.audio, result.sample_rate)
+    except files.AudioFileError as exc:
+        raise CliError(str(exc)) from exc
+    summary = {
+        "input": args.input, "output": args.out, "target": target.describe(), "sample_rate": written_rate,
+        "seconds": round(result.audio.shape[0] / result.sample_rate, 3),
+        "f0_median_in_hz": round(result.source_f0_median_hz, 2), "f0_median_out_hz": round(result.output_f0_median_hz, 2),
+        "timing_s": {k: round(v, 3) for k, v in result.seconds.items()},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{args.out}: {summary['seconds']:.2f} s, {target.describe()}, median F0 "
+              f"{summary['f0_median_in_hz']:.0f} → {summary['f0_median_out_hz']:.0f} Hz")
+    return 0
+
+
+def _live(args: argparse.Namespace, target) -> int:
+    import time
+
+    from studio.engine.audio.devices import AudioDeviceError
+    from studio.engine.convert.live import LiveConverter, LiveSettings
+
+    settings = LiveSettings(
+        target=target, input_device=args.input_device, output_device=args.output_device, hop_ms=args.block_ms,
+        gate_db=None if args.no_gate else args.gate_db, monitor=not args.no_monitor,
+    )
+    try:
+        converter = LiveConverter(settings).start()
+    except AudioDeviceError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        end = None if args.seconds is None else time.monotonic() + args.seconds
+        while end is None or time.monotonic() < end:
+            time.sleep(1.0 if end is None else min(1.0, max(0.0, end - time.monotonic())))
+            st = converter.stats()
+            if st.error:
+                raise CliError(f"live conversion stopped: {st.error}")
+            if not args.json:
+                print(f"\r{st.seconds:6.1f} s  latency {st.latency_ms:4.0f} ms  block {st.hop_ms:.0f} ms  "
+                      f"inference {st.inference_ms_mean:5.1f} ms (max {st.inference_ms_max_recent:5.1f})  "
+                      f"headroom {st.headroom * 100:3.0f} %  underruns {st.underruns}"
+                      + (f"  ! {st.warning}" if st.warning else ""), end="", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        converter.stop()
+    st = converter.stats()
+    if args.json:
+        print(json.dumps(st.to_dict(), indent=2))
+    else:
+        print()
+    if args.out:
+        from studio.engine.audio import files
+
+        files.save(args.out, converter.recent_output(min(st.seconds, 30.0)), converter.rate)
+    return 0
+
+
+def run_voice_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from studio.engine.audio.files import AudioFileError
+    from studio.engine.convert import ConversionError, build_voice, save_voice, user_voices_dir
+
+    def progress(done: int, total: int) -> None:
+        print(f"\ranalysed {done}/{total} files", end="", flush=True)
+
+    try:
+        built = build_voice(args.name, args.files, description=args.description, max_minutes=args.max_minutes, progress=progress)
+        print()
+        if args.embedding:
+            from studio.engine.convert import speaker_similarity
+            from studio.engine.convert.corpora import load_speech
+
+            built.arrays["speaker_embedding"] = speaker_similarity.centroid(
+                speaker_similarity.embed(load_speech(p, 16000), 16000) for p in args.files[:20]
+            )
+    except (ConversionError, AudioFileError) as exc:
+        raise CliError(str(exc)) from exc
+    out = Path(args.out) if args.out else user_voices_dir()
+    stem = out / args.name if (out.is_dir() or not args.out) else out
+    path = save_voice(built, stem)
+    print(f"{path}: {built.summary()}")
+    return 0
+
+
+def run_voice_list(args: argparse.Namespace) -> int:
+    from studio.engine.convert import list_voices
+
+    voices = list_voices()
+    if args.json:
+        print(json.dumps([{"name": v.name, "path": str(v.path), "median_f0_hz": round(v.median_f0_hz, 1),
+                           "description": v.description, "provenance": v.provenance} for v in voices], indent=2))
+    else:
+        for v in voices:
+            print(f"{v.summary()}  [{v.path}]")
+        if not voices:
+            print("no voices; build one with `studio voice build NAME FILES…`")
+    return 0

@@ -1,0 +1,178 @@
+"""Speaker-to-speaker conversion on WORLD tracks: feature-statistics mapping plus frame selection.
+
+Given a source utterance and a target :class:`Voice` (no parallel recordings needed):
+
+1. **F0**: ln F0 is standardised with the source speaker's mean and spread and re-scaled with the
+   target's (a linear map in the log domain: intonation shape kept, register and range moved).
+2. **Spectral envelope**, as D coded (mel-cepstral) coefficients per frame, separately for voiced and
+   unvoiced frames: each coefficient is standardised with the source statistics and re-scaled with
+   the target's (mean/variance mapping: moves the average vocal-tract shape and spectral tilt).
+3. **Frame selection** (voiced frames): the standardised source frame is matched against the target
+   codebook (k-means centroids of real target frames, standardised the same way) and the mean of the
+   ``neighbours`` nearest centroids — real target spectra — is blended in with weight ``selection``.
+   Statistics alone move the average timbre but keep the source's fine formant structure, which
+   speaker recognisers (and listeners) still hear; selected target frames carry the target's own
+   formant detail while the match on standardised features keeps the phonetic content.
+4. Coefficient 0 (the frame's level) keeps the source's loudness contour.
+
+Source statistics come from a source ``Voice`` when given (better: built from more speech), else from
+the utterance itself (any speaker, nothing prepared). Pure numpy on the calling thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from studio.engine.convert.voice import Voice, nearest, speech_mask
+from studio.engine.convert.world import (
+    WorldFeatures,
+    code_aperiodicity,
+    code_envelope,
+    decode_aperiodicity,
+    decode_envelope,
+)
+
+DEFAULT_SELECTION = 0.7
+DEFAULT_NEIGHBOURS = 4
+MIN_VOICED_FRAMES = 40  # fewer voiced frames than this (0.2 s): utterance statistics are not trusted
+
+
+@dataclass(frozen=True)
+class SpeakerMapping:
+    """How a conversion to a target voice is done.
+
+    selection: weight in [0, 1] of the frame-selection envelope against the statistics-mapped one.
+    neighbours: target codebook frames averaged per source frame.
+    pitch_semitones: extra shift applied after the F0 mapping (a user's fine adjustment).
+    aperiodicity: shift the voiced frames' band aperiodicity (breathiness) by the difference of the
+        target's and the utterance's means.
+    """
+
+    selection: float = DEFAULT_SELECTION
+    neighbours: int = DEFAULT_NEIGHBOURS
+    pitch_semitones: float = 0.0
+    aperiodicity: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.selection <= 1.0:
+            raise ValueError(f"selection must be in [0, 1], got {self.selection}")
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be >= 1, got {self.neighbours}")
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """The source speaker's statistics (same meaning as the Voice fields)."""
+
+    lf0_mean: float
+    lf0_std: float
+    env_mean_voiced: np.ndarray
+    env_std_voiced: np.ndarray
+    env_mean_unvoiced: np.ndarray
+    env_std_unvoiced: np.ndarray
+
+    @classmethod
+    def of_voice(cls, voice: Voice) -> SourceStats:
+        a = voice.arrays
+        return cls(
+            voice.lf0_mean, voice.lf0_std,
+            a["env_mean_voiced"].astype(np.float64), a["env_std_voiced"].astype(np.float64),
+            a["env_mean_unvoiced"].astype(np.float64), a["env_std_unvoiced"].astype(np.float64),
+        )
+
+
+def utterance_stats(features: WorldFeatures, coded: np.ndarray, fallback: Voice) -> SourceStats:
+    """Statistics of one utterance; parts with too few frames fall back to ``fallback``'s (no change)."""
+    speech = speech_mask(coded)
+    voiced = features.voiced & speech
+    unvoiced = ~features.voiced & speech
+    base = SourceStats.of_voice(fallback)
+    if voiced.sum() >= MIN_VOICED_FRAMES:
+        lf0 = np.log(features.f0[voiced])
+        lf0_mean, lf0_std = float(lf0.mean()), float(max(lf0.std(), 1e-3))
+        mean_v, std_v = coded[voiced].mean(axis=0), np.maximum(coded[voiced].std(axis=0), 1e-3)
+    else:
+        lf0_mean, lf0_std, mean_v, std_v = base.lf0_mean, base.lf0_std, base.env_mean_voiced, base.env_std_voiced
+    if unvoiced.sum() >= MIN_VOICED_FRAMES // 2:
+        mean_u, std_u = coded[unvoiced].mean(axis=0), np.maximum(coded[unvoiced].std(axis=0), 1e-3)
+    else:
+        mean_u, std_u = base.env_mean_unvoiced, base.env_std_unvoiced
+    return SourceStats(lf0_mean, lf0_std, mean_v, std_v, mean_u, std_u)
+
+
+def map_f0(f0: np.ndarray, source: SourceStats, target: Voice, semitones: float = 0.0) -> np.ndarray:
+    """Voiced F0 [T] mapped log-linearly from the source's register to the target's (0 stays 0)."""
+    out = np.zeros_like(f0)
+    v = f0 > 0
+    z = (np.log(f0[v]) - source.lf0_mean) / source.lf0_std
+    out[v] = np.exp(z * target.lf0_std + target.lf0_mean + semitones * np.log(2.0) / 12.0)
+    return out
+
+
+def map_envelope(
+    coded: np.ndarray, voiced: np.ndarray, source: SourceStats, target: Voice, mapping: SpeakerMapping
+) -> np.ndarray:
+    """Coded envelopes [T, D] → the target's, as described in the module docstring."""
+    a = target.arrays
+    out = np.empty_like(coded)
+    # Voiced frames.
+    z_v = (coded[voiced] - source.env_mean_voiced) / source.env_std_voiced
+    stats_v = z_v * a["env_std_voiced"] + a["env_mean_voiced"]
+    if mapping.selection > 0 and z_v.shape[0]:
+        keys = a["codebook_keys"].astype(np.float64)
+        codebook = a["codebook"].astype(np.float64)
+        k = min(mapping.neighbours, keys.shape[0])
+        # Match on the shape (coefficients 1…): the level is the source's anyway.
+        idx = nearest(z_v[:, 1:], keys[:, 1:], k=k)
+        idx = idx[:, None] if idx.ndim == 1 else idx
+        selected = codebook[idx].mean(axis=1)
+        stats_v = (1.0 - mapping.selection) * stats_v + mapping.selection * selected
+    out[voiced] = stats_v
+    # Unvoiced frames (and silence).
+    un = ~voiced
+    z_u = (coded[un] - source.env_mean_unvoiced) / source.env_std_unvoiced
+    out[un] = z_u * a["env_std_unvoiced"] + a["env_mean_unvoiced"]
+    out[:, 0] = coded[:, 0]  # keep the source's level contour
+    return out
+
+
+def convert_to_voice(
+    features: WorldFeatures,
+    target: Voice,
+    mapping: SpeakerMapping | None = None,
+    source: Voice | SourceStats | None = None,
+) -> WorldFeatures:
+    """The utterance ``features`` (at ``target.sample_rate``) spoken with ``target``'s voice.
+
+    source: the source speaker's statistics (a Voice, or SourceStats such as the live converter's
+    running ones); None measures them on the utterance itself.
+    ValueError when the rates differ (resample the audio to the voice's rate before analysing).
+    """
+    mapping = mapping or SpeakerMapping()
+    if features.sample_rate != target.sample_rate:
+        raise ValueError(
+            f"features at {features.sample_rate} Hz but voice {target.name!r} is at {target.sample_rate} Hz; "
+            "analyse the audio at the voice's rate"
+        )
+    dims = target.envelope_dims
+    coded = code_envelope(features.sp, features.sample_rate, dims)
+    if isinstance(source, Voice):
+        stats = SourceStats.of_voice(source)
+    else:
+        stats = source if source is not None else utterance_stats(features, coded, target)
+    voiced = features.voiced
+    mapped = map_envelope(coded, voiced, stats, target, mapping)
+    sp = decode_envelope(mapped, features.sample_rate, features.fft_size)
+    f0 = map_f0(features.f0, stats, target, mapping.pitch_semitones)
+    ap = features.ap
+    speech_voiced = voiced & speech_mask(coded)
+    if mapping.aperiodicity and speech_voiced.sum() >= MIN_VOICED_FRAMES:
+        bap = code_aperiodicity(ap, features.sample_rate)
+        target_bap = target.arrays["bap_mean_voiced"].astype(np.float64)
+        if target_bap.shape[0] == bap.shape[1]:
+            shift = target_bap - bap[speech_voiced].mean(axis=0)
+            bap[voiced] = np.minimum(bap[voiced] + shift, -1e-3)  # band aperiodicity is in dB, <= 0
+            ap = np.where(voiced[:, None], decode_aperiodicity(bap, features.sample_rate, features.fft_size), ap)
+    return features.with_tracks(f0=f0, sp=sp, ap=ap)
