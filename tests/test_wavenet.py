@@ -247,6 +247,12 @@ def test_stream_yields_float32_blocks_in_range_of_the_requested_length():
         model.generate(GenerateRequest(num_samples=100))
     with pytest.raises(ValueError, match="speaker"):
         model.generate(GenerateRequest(mel=mel, options={"speaker": 2}))
+    torch.set_num_threads(2)  # stepping runs on one intra-op thread, then the setting is restored
+    assert len(model.generate(GenerateRequest(mel=mel, num_samples=64, options={"threads": 1}))) == 64
+    assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="threads"):
+        model.generate(GenerateRequest(mel=mel, options={"threads": 0}))
+    assert torch.get_num_threads() == 2
 
 
 def test_folded_generation_is_the_crossfade_of_independently_generated_segments():

@@ -23,7 +23,9 @@ Both paths draw the same noise from the request's generator (Gumbel-max sampling
 
 Request options: ``speaker`` (int, default 0) for multi-speaker models; ``plain`` (bool, the slow
 path); ``folded`` (bool: segments generated as one batch and cross-faded, see ``wavenet_fold``) with
-``fold_length`` and ``fold_overlap`` (samples).
+``fold_length`` and ``fold_overlap`` (samples); ``threads`` (torch intra-op threads while stepping,
+default 1 on the fast paths: with a few hundred tiny ops per sample, one thread measured 2x faster than
+two on a 2-core machine, 10x under load; the plain path keeps the process setting unless given).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from torch import nn
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
-from studio.engine.models.wavenet_fast import IncrementalWaveNet
+from studio.engine.models.wavenet_fast import IncrementalWaveNet, intra_op_threads
 from studio.engine.models.wavenet_fold import generate_folded
 from studio.engine.models.wavenet_upsample import UPSAMPLE_MODES, MelUpsampler
 
@@ -216,7 +218,7 @@ class WaveNet(WaveformModel):
 
     family = "wavenet"
     config_class = WaveNetConfig
-    STREAM_OPTIONS = ("speaker", "plain", "folded", "fold_length", "fold_overlap")
+    STREAM_OPTIONS = ("speaker", "plain", "folded", "fold_length", "fold_overlap", "threads")
 
     def __init__(self, config: WaveNetConfig, profile: FeatureProfile) -> None:
         super().__init__(config, profile)
@@ -420,7 +422,7 @@ class WaveNet(WaveformModel):
             stop = min(num_samples, done + block)
             t = done
             cancelled = False
-            with torch.inference_mode():
+            with torch.inference_mode(), intra_op_threads(request.options.get("threads", 1)):
                 while t < stop and not cancelled:
                     n = min(chunk, stop - t)
                     biases = self.layer_biases(self._cond_span(mel, t, t + n), speaker, batch, n).unbind(0)
@@ -460,7 +462,7 @@ class WaveNet(WaveformModel):
         done = 0
         while done < num_samples:
             stop = min(num_samples, done + block)
-            with torch.inference_mode():
+            with torch.inference_mode(), intra_op_threads(request.options.get("threads")):
                 for t in range(done, stop):
                     lo = max(0, t + 1 - rf)
                     window_cond = None if cond is None else cond[..., lo : t + 1]

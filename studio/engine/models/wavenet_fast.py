@@ -23,6 +23,7 @@ Threads: a stepper belongs to the thread that made it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,22 @@ import torch
 
 if TYPE_CHECKING:  # pragma: no cover
     from studio.engine.models.wavenet import WaveNet
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None):
+    """Set torch's intra-op thread count for the ``with`` body (None: leave it), then restore it."""
+    if threads is None:
+        yield
+        return
+    if int(threads) < 1:
+        raise ValueError(f"options['threads'] must be >= 1, got {threads}")
+    own = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(own)
 
 
 class IncrementalWaveNet:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from studio.engine.models.wavenet_fast import IncrementalWaveNet
+from studio.engine.models.wavenet_fast import IncrementalWaveNet, intra_op_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from studio.engine.models.base import GenerateRequest
@@ -128,7 +128,7 @@ def generate_folded(
     t = 0
     sent = 0
     while t < seg_len:
-        with torch.inference_mode():
+        with torch.inference_mode(), intra_op_threads(request.options.get("threads", 1)):
             n = min(chunk, seg_len - t)
             cond = _batched_cond(model, mel, starts, t, n, valid)
             biases = model.layer_biases(cond, speaker, count, n).unbind(0)
