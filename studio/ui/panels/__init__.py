@@ -1,0 +1,1 @@
+"""The window's panels: models, generate, record, transport and view settings. Widgets only."""

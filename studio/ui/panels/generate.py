@@ -1,0 +1,159 @@
+"""The generate panel: mode, length, seed, temperature / σ, denoiser, device; Generate and Cancel;
+progress with samples done, × real time and time left. Widgets only: the window runs the worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.ui import theme
+from studio.ui.timefmt import format_time
+
+MODES = {
+    "free": "Free (unconditional)",
+    "file": "Vocode the open file",
+    "selection": "Vocode the selection",
+    "recording": "Vocode the last recording",
+}
+
+
+@dataclass
+class GenerateParams:
+    mode: str
+    seconds: float
+    seed: int
+    temperature: float
+    sigma: float
+    denoise: float
+    device: str
+
+
+class GeneratePanel(QWidget):
+    """Emits ``generateRequested(GenerateParams)`` and ``cancelRequested()``."""
+
+    generateRequested = Signal(object)
+    cancelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model_label = QLabel("No model loaded — pick one in Models")
+        self.model_label.setWordWrap(True)
+        self.mode = QComboBox()
+        for key, text in MODES.items():
+            self.mode.addItem(text, key)
+        self.seconds = QDoubleSpinBox()
+        self.seconds.setRange(0.05, 600.0)
+        self.seconds.setValue(2.0)
+        self.seconds.setSuffix(" s")
+        self.seconds.setToolTip("Length of a free generation (vocoding follows the source's length)")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.05, 2.0)
+        self.temperature.setSingleStep(0.05)
+        self.temperature.setValue(1.0)
+        self.temperature.setToolTip("Sampling temperature of autoregressive models (WaveNet, WaveRNN)")
+        self.sigma = QDoubleSpinBox()
+        self.sigma.setRange(0.0, 1.5)
+        self.sigma.setSingleStep(0.05)
+        self.sigma.setValue(0.6)
+        self.sigma.setToolTip("Latent σ of flow models (WaveGlow)")
+        self.denoise = QDoubleSpinBox()
+        self.denoise.setRange(0.0, 1.0)
+        self.denoise.setSingleStep(0.01)
+        self.denoise.setToolTip("WaveGlow denoiser strength (0 = off)")
+        self.device = QComboBox()
+        form = QFormLayout()
+        form.setHorizontalSpacing(10)
+        form.addRow("mode", self.mode)
+        form.addRow("length", self.seconds)
+        form.addRow("seed", self.seed)
+        form.addRow("temperature", self.temperature)
+        form.addRow("σ", self.sigma)
+        form.addRow("denoiser", self.denoise)
+        form.addRow("device", self.device)
+
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("primary")
+        self.generate_button.setEnabled(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 1)
+        buttons.addWidget(self.cancel_button)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(False)
+        self.readout = QLabel("")
+        self.readout.setFont(theme.monospace_font())
+        self.readout.setObjectName("readout")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addWidget(self.model_label)
+        layout.addSpacing(4)
+        layout.addLayout(form)
+        layout.addSpacing(6)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.readout)
+        layout.addStretch(1)
+
+        self.generate_button.clicked.connect(lambda: self.generateRequested.emit(self.params()))
+        self.cancel_button.clicked.connect(self.cancelRequested)
+
+    def params(self) -> GenerateParams:
+        return GenerateParams(
+            mode=str(self.mode.currentData()),
+            seconds=float(self.seconds.value()),
+            seed=int(self.seed.value()),
+            temperature=float(self.temperature.value()),
+            sigma=float(self.sigma.value()),
+            denoise=float(self.denoise.value()),
+            device=self.device.currentText() or "cpu",
+        )
+
+    def set_mode(self, mode: str) -> None:
+        index = self.mode.findData(mode)
+        if index >= 0:
+            self.mode.setCurrentIndex(index)
+
+    def set_model(self, name: str, family: str, conditioned: bool, sample_rate: int, device: str) -> None:
+        kind = "mel-conditioned vocoder" if conditioned else "unconditional"
+        self.model_label.setText(f"<b>{name}</b> · {family} · {kind} · {sample_rate} Hz · {device.upper()}")
+        self.temperature.setEnabled(family in ("wavenet", "wavernn"))
+        self.sigma.setEnabled(family == "waveglow")
+        self.denoise.setEnabled(family == "waveglow")
+        if conditioned and self.mode.currentData() == "free":
+            self.set_mode("file")
+        elif not conditioned:
+            self.set_mode("free")
+        self.generate_button.setEnabled(True)
+
+    def set_running(self, running: bool) -> None:
+        self.generate_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def show_progress(self, done: int, total: int, elapsed_s: float, sample_rate: int) -> None:
+        self.progress.setValue(int(1000 * done / total) if total else 0)
+        if done <= 0 or elapsed_s <= 0:
+            self.readout.setText(f"{0:>9,} / {total:,} samples")
+            return
+        rate = done / elapsed_s  # samples per second
+        realtime = rate / sample_rate
+        left = (total - done) / rate
+        self.readout.setText(f"{done:>9,} / {total:,} samples\n{realtime:5.2f}× real time · {format_time(left, False)} left")

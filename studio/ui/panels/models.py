@@ -1,0 +1,149 @@
+"""The models panel: bundled and user checkpoints with their cards, opening one from disk, loading."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTextBrowser,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+log = logging.getLogger(__name__)
+
+PATH_ROLE = Qt.ItemDataRole.UserRole
+
+
+def card_html(card: Any, path: str = "") -> str:
+    """A model card as short HTML for the details box."""
+    p = card.profile
+    rows = [
+        ("family", card.family),
+        ("sample rate", f"{card.sample_rate} Hz"),
+        ("conditioning", card.conditioning),
+        ("parameters", f"{card.parameters:,}"),
+        ("receptive field", f"{card.receptive_field:,} samples ({1000 * card.receptive_field / card.sample_rate:.1f} ms)"),
+        ("features", f"{p.name}: {p.n_mels} mels, n_fft {p.n_fft}, hop {p.hop_length}, {p.fmin:g}–{p.fmax:g} Hz"),
+    ]
+    steps = card.training.get("steps") if isinstance(card.training, dict) else None
+    if steps is not None:
+        rows.append(("trained", f"{steps} steps"))
+    if path:
+        rows.append(("file", path))
+    body = "".join(f"<tr><td style='color:#8a939c;padding-right:8px'>{k}</td><td>{v}</td></tr>" for k, v in rows)
+    desc = f"<p>{card.description}</p>" if card.description else ""
+    return f"<b>{card.name}</b>{desc}<table>{body}</table>"
+
+
+class ModelsPanel(QWidget):
+    """Lists models; emits ``loadRequested(path, device)`` and ``openRequested()`` (pick a file)."""
+
+    loadRequested = Signal(str, str)
+    openRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.tree = QTreeWidget()
+        self.tree.setHeaderHidden(True)
+        self.tree.setRootIsDecorated(True)
+        self.mine = QTreeWidgetItem(["Mine"])
+        self.bundled = QTreeWidgetItem(["Bundled"])
+        for group in (self.mine, self.bundled):
+            group.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            self.tree.addTopLevelItem(group)
+        self.details = QTextBrowser()
+        self.details.setOpenLinks(False)
+        self.details.setMinimumHeight(120)
+        self.device = QComboBox()
+        self.device.setToolTip("Where the model runs")
+        self.load_button = QPushButton("Load")
+        self.load_button.setObjectName("primary")
+        self.load_button.setEnabled(False)
+        self.open_button = QPushButton("Open…")
+        self.open_button.setToolTip("Load a checkpoint from disk (NAME.safetensors + NAME.json)")
+        self.refresh_button = QPushButton("Refresh")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(False)
+        self.state = QLabel("No model loaded")
+        self.state.setObjectName("dim")
+        self.state.setWordWrap(True)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_button)
+        buttons.addWidget(self.open_button)
+        buttons.addWidget(self.refresh_button)
+        device_row = QHBoxLayout()
+        caption = QLabel("device")
+        caption.setObjectName("dim")
+        device_row.addWidget(caption)
+        device_row.addWidget(self.device, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.tree, 2)
+        layout.addWidget(self.details, 1)
+        layout.addLayout(device_row)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.state)
+
+        self.tree.currentItemChanged.connect(self._on_current)
+        self.tree.itemDoubleClicked.connect(lambda item, _col: self._load(item))
+        self.load_button.clicked.connect(lambda: self._load(self.tree.currentItem()))
+        self.open_button.clicked.connect(self.openRequested)
+        self._cards: dict[str, Any] = {}
+
+    def set_devices(self, devices: list[str], current: str = "cpu") -> None:
+        self.device.clear()
+        self.device.addItems(devices)
+        if current in devices:
+            self.device.setCurrentText(current)
+
+    def set_entries(self, entries: list[Any]) -> None:
+        """Fill the tree from catalogue entries (``name``, ``path``, ``card``, ``bundled``)."""
+        for group in (self.mine, self.bundled):
+            group.takeChildren()
+        self._cards.clear()
+        for entry in entries:
+            item = QTreeWidgetItem([f"{entry.name}  ·  {entry.card.family}"])
+            item.setData(0, PATH_ROLE, str(entry.path))
+            item.setToolTip(0, str(entry.path))
+            self._cards[str(entry.path)] = entry.card
+            (self.bundled if entry.bundled else self.mine).addChild(item)
+        self.mine.setText(0, f"Mine ({self.mine.childCount()})")
+        self.bundled.setText(0, f"Bundled ({self.bundled.childCount()})")
+        self.tree.expandAll()
+
+    def select_path(self, path: str) -> bool:
+        for group in (self.mine, self.bundled):
+            for i in range(group.childCount()):
+                if group.child(i).data(0, PATH_ROLE) == path:
+                    self.tree.setCurrentItem(group.child(i))
+                    return True
+        return False
+
+    def _on_current(self, item: QTreeWidgetItem | None, _prev=None) -> None:
+        path = item.data(0, PATH_ROLE) if item is not None else None
+        self.load_button.setEnabled(bool(path))
+        if path and path in self._cards:
+            self.details.setHtml(card_html(self._cards[path], path))
+
+    def _load(self, item: QTreeWidgetItem | None) -> None:
+        path = item.data(0, PATH_ROLE) if item is not None else None
+        if path:
+            self.loadRequested.emit(str(path), self.device.currentText() or "cpu")
+
+    def set_busy(self, busy: bool) -> None:
+        self.load_button.setEnabled(not busy and self.tree.currentItem() is not None)
+        self.open_button.setEnabled(not busy)

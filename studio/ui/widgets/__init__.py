@@ -1,0 +1,1 @@
+"""Small reusable widgets: level meters, device pickers."""

@@ -1,0 +1,75 @@
+"""Load a real tiny model from the catalogue, generate, hear it while it is made, cancel."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.sound
+
+TINY_WAVENET = dict(
+    n_mels=0, layers=4, dilation_cycle=4, residual_channels=8, gate_channels=16, skip_channels=8, cond_channels=0
+)
+
+
+@pytest.fixture
+def tiny_model(private_dirs):
+    """An unconditional WaveNet of a few thousand parameters, saved in the user models folder."""
+    from studio.engine.audio.features import PRESETS
+    from studio.engine.checkpoints import save_checkpoint
+    from studio.engine.models.base import build_model
+
+    model = build_model("wavenet", TINY_WAVENET, PRESETS["speech16k"])
+    model.name = "tiny-wavenet"
+    folder = private_dirs / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, folder / "tiny-wavenet")
+    return str(folder / "tiny-wavenet")
+
+
+def test_load_generate_plays_while_generating_and_cancel_keeps_what_was_made(
+    qtbot, tiny_model, window, monitor, artifacts_dir
+):
+    panel = window.models_panel
+    panel.refresh_button.click()
+    qtbot.waitUntil(lambda: panel.mine.childCount() == 1, timeout=10000)
+    assert panel.select_path(tiny_model)
+    assert "wavenet" in panel.details.toPlainText() and "16000 Hz" in panel.details.toPlainText()
+    panel.load_button.click()
+    qtbot.waitUntil(lambda: window.model is not None, timeout=30000)
+    assert panel.progress.value() == 100 and "CPU" in panel.state.text()
+    assert window.generate_panel.generate_button.isEnabled()
+
+    window.generate_panel.seconds.setValue(30.0)  # far longer than the test lets it run
+    capture = monitor()
+    window.generate_panel.generate_button.click()
+    worker = window.generation
+    assert worker is not None
+    take = window.generation_take
+    assert window.current_take is take and not take.track.complete
+
+    def heard() -> bool:
+        audio = capture.audio()
+        return audio.shape[0] > 0 and float(np.sqrt(np.mean(audio[-4800:] ** 2))) > 0.01
+
+    qtbot.waitUntil(lambda: take.track.num_samples > 4000 and heard(), timeout=30000)
+    assert window.generation is worker, "generation ended before the test could hear it"
+    qtbot.waitUntil(lambda: window.timeline.wave_curve.xData is not None and window.timeline.wave_curve.xData.max() > 0.2)
+    assert window.generate_panel.progress.value() > 0 and "real time" in window.generate_panel.readout.text()
+    window.grab().save(os.path.join(artifacts_dir, "main-window-generating.png"))
+
+    made_before = take.track.num_samples
+    t0 = time.perf_counter()
+    window.generate_panel.cancel_button.click()
+    qtbot.waitUntil(lambda: window.generation is None, timeout=5000)
+    gui_latency = time.perf_counter() - t0
+    capture.stop()
+    assert worker.cancel_latency_s is not None and worker.cancel_latency_s < 0.2
+    assert gui_latency < 1.0  # queued signals on a loaded 2-core machine
+    assert take.track.complete and take.track.num_samples >= made_before
+    assert take.track.num_samples < 30 * 16000 and not take.saved
+    assert window.generate_panel.generate_button.isEnabled()
+    assert "Cancelled" in window.statusBar().currentMessage()
