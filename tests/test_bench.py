@@ -164,3 +164,22 @@ def test_gui_case_measures_event_loop_latency_while_the_window_generates(capsys,
     assert gui["ticks"] > 10 and gui["audio_seconds"] > 0.5
     assert 0 <= gui["latency_p50_ms"] <= gui["latency_p99_ms"] <= gui["latency_max_ms"]
     assert isinstance(gui["meets_target"], bool) and gui["target_p99_ms"] == 30.0
+
+
+@pytest.mark.slow
+def test_memory_case_runs_a_short_and_a_long_generation_in_subprocesses(capsys):
+    status = main(["bench", "--json", "--memory", "--size", "tiny", "--family", "wavernn", "--seconds", "0.6",
+                   "--memory-short", "0.2"])
+    out = capsys.readouterr().out
+    assert status == 0
+    report = json.loads(out)
+    assert report["kind"] == "memory"
+    (case,) = report["cases"]
+    assert case["family"] == "wavernn" and case["meets_targets"] is None  # tiny: no target
+    short, long = case["short"], case["long"]
+    assert short["samples"] == round(0.2 * short["sample_rate"]) and long["samples"] == round(0.6 * long["sample_rate"])
+    assert positive(short["peak_rss_mib"]) and positive(long["peak_rss_mib"])
+    assert short["peak_rss_mib"] >= short["rss_before_mib"] * 0.5
+    assert case["growth_mib"] == pytest.approx(long["peak_rss_mib"] - short["peak_rss_mib"])
+    assert case["output_growth_mib"] == pytest.approx((long["samples"] - short["samples"]) * 4 / 2**20)
+    assert "peak" in case["summary"] and "growth" in case["summary"]

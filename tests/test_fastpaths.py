@@ -2,6 +2,9 @@
 
 WaveGlow: ``FastWN`` (weight snapshots, 1×1 convolutions through oneDNN, per-layer conditioning) against
 ``WN.forward``; ``infer(fast=True)`` and ``stream`` against ``infer`` on the weight-normed modules.
+``fast_linear.Affine`` (oneDNN-packed products) against ``addmm``; batched (oneDNN) WaveRNN and WaveNet
+steps against the same streams stepped one at a time (``addmm``) and with oneDNN switched off; the
+default fold lengths of both autoregressive families.
 """
 
 from __future__ import annotations
@@ -11,10 +14,17 @@ import pytest
 import torch
 
 from studio.engine.audio.features import FeatureProfile
+from studio.engine.models import fast_linear
+from studio.engine.models import wavenet_fold as wn_fold
+from studio.engine.models import wavernn_fold as rnn_fold
 from studio.engine.models.base import GenerateRequest
+from studio.engine.models.fast_linear import Affine
 from studio.engine.models.waveglow import WaveGlow, WaveGlowConfig
 from studio.engine.models.waveglow_fast import FastWN, pointwise
 from studio.engine.models.waveglow_flow import WN
+from studio.engine.models.wavenet import WaveNet, WaveNetConfig
+from studio.engine.models.wavenet_fast import IncrementalWaveNet
+from studio.engine.models.wavernn import WaveRNN, WaveRNNConfig, default_fold_length
 
 PROFILE = FeatureProfile(
     name="tiny-8k", sample_rate=8000, n_fft=256, hop_length=64, win_length=256, n_mels=8, fmin=0.0, fmax=4000.0
@@ -106,3 +116,159 @@ def test_fast_couplings_follow_weight_changes():
     assert (after - before).abs().max() > 1e-3
     model.remove_weight_norm()
     torch.testing.assert_close(model.infer(m, z=z, fast=True), after, rtol=1e-4, atol=1e-5)
+
+
+# -- oneDNN-packed products ---------------------------------------------------------------------------
+needs_onednn = pytest.mark.skipif(not fast_linear.onednn_enabled(), reason="this torch build has no oneDNN")
+
+
+@pytest.mark.parametrize("rows", [1, 3, 16])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_affine_equals_addmm(rows, with_bias):
+    g = torch.Generator().manual_seed(rows)
+    w, b = torch.randn(40, 72, generator=g), torch.randn(72, generator=g)
+    x, add = torch.randn(rows, 40, generator=g), torch.randn(rows, 72, generator=g)
+    aff = Affine(w, b if with_bias else None)
+    want = x @ w + (b if with_bias else 0.0)
+    with torch.inference_mode():
+        torch.testing.assert_close(aff(x), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(aff(x, add), want + add, rtol=1e-5, atol=1e-5)
+        # a non-contiguous input (a column slice) is accepted too
+        wide = torch.randn(rows, 50, generator=g)
+        torch.testing.assert_close(aff(wide[:, 5:45]), wide[:, 5:45] @ w + (b if with_bias else 0.0),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_affine_packs_for_onednn_unless_switched_off(monkeypatch):
+    w = torch.randn(8, 6)
+    assert Affine(w).uses_onednn
+    assert not Affine(w.double()).uses_onednn  # only float32 is packed
+    monkeypatch.setenv(fast_linear.ENV_DISABLE, "1")
+    assert not fast_linear.onednn_enabled() and not Affine(w).uses_onednn
+
+
+RNN_PROFILE = FeatureProfile(
+    name="tiny", sample_rate=16000, n_fft=64, hop_length=16, win_length=64, n_mels=8, fmin=0.0, fmax=8000.0
+)
+
+
+def rnn(mode: str) -> WaveRNN:
+    torch.manual_seed(7)
+    cfg = WaveRNNConfig(mode=mode, bits=9 if mode == "mulaw" else 16, rnn_dims=32, fc_dims=24, n_mels=8,
+                        upsample_scales=(4, 4), res_blocks=1, compute_dims=16, res_out_dims=16, pad=1)
+    return WaveRNN(cfg, RNN_PROFILE).eval()
+
+
+def forced_logits(model: WaveRNN, cond: torch.Tensor, forced: torch.Tensor) -> torch.Tensor:
+    """Step B streams with the given classes [B, T]; logits [T, parts, B, K] of every step."""
+    b, n, _ = cond.shape
+    out = []
+
+    def choose(logits, t, part):
+        out.append(logits.clone())
+        q = forced[:, t]
+        return q if model.config.mode == "mulaw" else (q // 256 if part == 0 else q % 256)
+
+    classes = torch.zeros(b, n, dtype=torch.long)
+    with torch.inference_mode():
+        list(model.stepper().run(cond, choose, classes, model.start_class, yield_every=n))
+    return torch.stack(out).view(n, model.draws_per_step, b, -1)
+
+
+@pytest.mark.parametrize("mode", ["mulaw", "dual"])
+def test_batched_wavernn_steps_equal_streams_stepped_alone(mode, monkeypatch):
+    model = rnn(mode)
+    n, b = 40, 3
+    with torch.inference_mode():
+        cond = model.conditioning(torch.randn(b, 8, 3), n, batch=b)
+    k = model.config.classes ** model.draws_per_step
+    forced = torch.randint(0, k, (b, n), generator=torch.Generator().manual_seed(1))
+    batched = forced_logits(model, cond, forced)  # oneDNN products where available
+    assert batched.abs().max() > 0.05
+    for i in range(b):  # one stream: addmm
+        alone = forced_logits(model, cond[i : i + 1], forced[i : i + 1])
+        torch.testing.assert_close(batched[:, :, i : i + 1], alone, rtol=1e-5, atol=1e-5)
+    monkeypatch.setenv(fast_linear.ENV_DISABLE, "1")
+    model.__dict__.pop("_stepper_cache", None)
+    torch.testing.assert_close(forced_logits(model, cond, forced), batched, rtol=1e-5, atol=1e-5)
+
+
+def test_batched_wavenet_steps_equal_the_full_network():
+    torch.manual_seed(3)
+    cfg = WaveNetConfig(kernel_size=3, layers=4, dilation_cycle=2, residual_channels=8, gate_channels=12,
+                        skip_channels=8, n_mels=0)
+    model = WaveNet(cfg, FeatureProfile(name="wn", sample_rate=16000, n_fft=256, hop_length=64,
+                                        win_length=256, n_mels=8, fmin=0.0, fmax=8000.0)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    for batch in (1, 4):
+        x = torch.randint(0, 256, (batch, 50), generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            full = model(x, None, None)
+        assert IncrementalWaveNet(model, batch).onednn == (batch > 1 and fast_linear.onednn_enabled())
+        torch.testing.assert_close(model.incremental_logits(x), full, atol=1e-5, rtol=0)
+
+
+# -- default fold lengths ------------------------------------------------------------------------------
+def test_wavernn_default_folds_aim_for_a_batch_within_bounds():
+    hop, overlap = 275, 550
+    two_s, minute = 44100, 22050 * 60
+    length = default_fold_length(two_s, overlap, hop)
+    assert length == 8 * hop and rnn_fold.fold_count(two_s, length, overlap) == 16
+    assert default_fold_length(minute, overlap, hop) == 40 * hop  # long audio keeps fatchord's segments
+    assert default_fold_length(100, overlap, hop) == 8 * hop
+    mid = default_fold_length(two_s * 4, overlap, hop)
+    assert 8 * hop < mid < 40 * hop and rnn_fold.fold_count(two_s * 4, mid, overlap) == 16
+    assert default_fold_length(two_s * 4, overlap, hop, batch=4) == 40 * hop
+
+
+def test_wavenet_default_folds_aim_for_a_batch_within_bounds():
+    overlap = 761
+    length = wn_fold.default_fold_length(44100, overlap)
+    assert length == 1355 and wn_fold.fold_count(44100, length, overlap) == 32  # ceil(43339 / 32)
+    assert wn_fold.default_fold_length(10**7, overlap) == wn_fold.DEFAULT_FOLD_LENGTH
+    assert wn_fold.default_fold_length(1000, overlap) == overlap  # never shorter than the overlap
+
+
+def test_folded_wavernn_with_default_folds_streams_the_requested_length():
+    model = rnn("mulaw")
+    frames = 40
+    request = GenerateRequest(mel=np.random.default_rng(0).standard_normal((8, frames)).astype(np.float32),
+                              seed=2, block_size=100, options={"folded": True, "fold_batch": 4})
+    audio = np.concatenate(list(model.stream(request)))
+    assert audio.shape == (frames * RNN_PROFILE.hop_length,) and audio.dtype == np.float32
+    assert np.all(np.abs(audio) <= 1.0) and np.abs(audio).max() > 0
+    with pytest.raises(ValueError, match="fold_batch"):
+        list(model.stream(GenerateRequest(mel=request.mel, options={"folded": True, "fold_batch": 0})))
+
+
+@pytest.mark.parametrize("pad", [0, 2])
+def test_wavernn_conditioning_by_spans_equals_the_whole_input(pad):
+    from studio.engine.models.wavernn import ConditioningSource
+
+    torch.manual_seed(pad)
+    cfg = WaveRNNConfig(rnn_dims=16, fc_dims=16, n_mels=8, upsample_scales=(2, 3, 4), res_blocks=1,
+                        compute_dims=8, res_out_dims=8, pad=pad)
+    profile = FeatureProfile(name="t", sample_rate=16000, n_fft=96, hop_length=24, win_length=96, n_mels=8,
+                             fmin=0.0, fmax=8000.0)
+    model = WaveRNN(cfg, profile).eval()
+    mel = torch.randn(1, 8, 30)
+    total = 30 * 24 - 5
+    with torch.inference_mode():
+        whole = model.conditioning(mel, total)
+        source = ConditioningSource(model, mel, total)
+        for start, stop in [(0, 7), (0, total), (100, 161), (23, 24), (total - 30, total + 40)]:
+            want = whole[:, start : min(stop, total)]
+            got = source.span(start, stop)
+            assert got.shape == (1, stop - start, whole.shape[-1])
+            torch.testing.assert_close(got[:, : want.shape[1]], want, rtol=1e-5, atol=1e-5)
+            assert not got[:, want.shape[1] :].any()  # past the end: zeros, as folding pads
+        spans = source.cached([0, 300], 400)
+        for t0 in range(0, 400, 50):
+            got = spans(t0, 50)
+            torch.testing.assert_close(got[0], whole[0, t0 : t0 + 50], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got[1, : max(0, total - 300 - t0)], whole[0, 300 + t0 : 350 + t0],
+                                       rtol=1e-5, atol=1e-5)
+    assert whole.abs().max() > 0.05

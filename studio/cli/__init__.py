@@ -18,6 +18,11 @@ from studio import __version__
 
 log = logging.getLogger("studio")
 
+# Before anything imports torch: OpenMP threads sleep at barriers instead of spinning. On a shared or
+# small machine spinning threads steal the cores doing the work (docs/perf.md: WaveGlow with 2 threads
+# ran about 2x faster with PASSIVE under load; one thread is unaffected). An explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 class CliError(Exception):
     """A user-facing error: printed as one line without a traceback, exit status 2."""

@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gui", action="store_true",
                         help="also measure the window's event-loop latency while the first family's default model "
                         "vocodes and plays (offscreen unless QT_QPA_PLATFORM says otherwise; needs a sound output)")
+    parser.add_argument("--memory", action="store_true",
+                        help="instead of the speed cases: peak resident memory of a --memory-short and a --seconds "
+                        "long generation per family, each in a fresh subprocess (e.g. --memory --seconds 60)")
+    parser.add_argument("--memory-short", type=float, default=10.0, metavar="S",
+                        help="length of the short --memory run (default: 10 s)")
     parser.set_defaults(handler=run_bench_command)
 
 
@@ -54,6 +59,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
         )
     except (ValueError, RuntimeError) as exc:
         raise CliError(str(exc)) from None
+    if args.memory:
+        return _run_memory(args, options)
     report = run_bench(options)
     if args.gui:
         from studio.ui.latency_bench import measure_gui_latency
@@ -64,4 +71,29 @@ def run_bench_command(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(render_text(report))
+    return 0
+
+
+def _run_memory(args: argparse.Namespace, options) -> int:
+    from studio.cli import CliError
+    from studio.engine.bench.measure import MachineInfo, load_average
+    from studio.engine.bench.memory import memory_case
+
+    short = min(args.memory_short, options.seconds)
+    if not short > 0:
+        raise CliError(f"--memory-short must be > 0 s, got {args.memory_short}")
+    start = load_average()
+    cases = []
+    for family in options.families:
+        try:
+            cases.append(memory_case(family, options.size, options.seconds, short, options.seed, options.threads))
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from None
+    report = {"schema": 1, "kind": "memory", "machine": MachineInfo.probe("cpu").__dict__,
+              "load_average_start": start, "load_average_end": load_average(), "cases": cases}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for case in cases:
+            print(case["summary"])
     return 0

@@ -100,13 +100,13 @@ def cases_for(model: WaveformModel) -> list[Case]:
         ]
         if supports_option(model, "folded"):
             cases.append(
-                Case(family, "folded", "overlapping segments as one batch", {"folded": True}, AUTOREGRESSIVE_BLOCK)
+                Case(family, "folded", "about 32 overlapping segments as one batch", {"folded": True}, AUTOREGRESSIVE_BLOCK)
             )
         return cases
     if family == "wavernn":
         return [
             Case(family, "single", "one stream, conditioning projected up front", {}, AUTOREGRESSIVE_BLOCK),
-            Case(family, "folded", "folds of 40 hops with 2 hops overlap as one batch", {"folded": True},
+            Case(family, "folded", "about 16 folds of 8-40 hops, 2 hops overlap, as one batch", {"folded": True},
                  AUTOREGRESSIVE_BLOCK),
         ]
     if family == "waveglow":

@@ -49,9 +49,27 @@ log = logging.getLogger(__name__)
 MODES = ("mulaw", "dual")
 DUAL_BITS = 16
 DEFAULT_FOLD_FRAMES = 40
-"""Default folded segment length in hops (fatchord's 11000 samples at hop 275)."""
+"""Longest default folded segment in hops (fatchord's 11000 samples at hop 275)."""
+MIN_FOLD_FRAMES = 8
+"""Shortest default folded segment in hops (2200 samples at hop 275): at most one seam per 0.1 s."""
+DEFAULT_FOLD_BATCH = 16
+"""Default number of folds to aim for when ``fold_length`` is not given (see ``default_fold_length``)."""
 DEFAULT_OVERLAP_FRAMES = 2
 """Default overlap between folded segments in hops (550 samples at hop 275)."""
+
+
+def default_fold_length(total: int, overlap: int, hop: int, batch: int = DEFAULT_FOLD_BATCH) -> int:
+    """Folded segment length (samples) for ``total`` samples when the request names none.
+
+    A folded step costs about the same for 1 or several folds up to the point where the products stop
+    being bound by reading the weights (measured at reference size, one thread, oneDNN: 0.26 / 0.39 /
+    0.94 ms per step for 1 / 4 / 16 folds), so short audio is cut into about ``batch`` folds rather
+    than fatchord's fixed 11000 samples: 2 s at hop 275 makes 16 folds of 2200 instead of 4 of 11000.
+    The length stays within ``[MIN_FOLD_FRAMES, DEFAULT_FOLD_FRAMES]`` hops, so long audio keeps
+    fatchord's segments (and more folds).
+    """
+    want = -(-max(1, total - overlap) // max(1, batch)) - overlap
+    return int(min(DEFAULT_FOLD_FRAMES * hop, max(MIN_FOLD_FRAMES * hop, want)))
 
 
 @dataclass(frozen=True)
@@ -222,7 +240,9 @@ class WaveRNN(WaveformModel):
         self, request: GenerateRequest, mel: Tensor | None, num_samples: int, generator: torch.Generator
     ) -> Iterator[Tensor]:
         """Fast generation; ``request.options``: folded (bool), fold_length / fold_overlap (samples),
-        fold_fade ("power" | "linear"), threads (intra-op threads while stepping, default 1).
+        fold_batch (folds to aim for when fold_length is not given, default 16; see
+        ``default_fold_length``), fold_fade ("power" | "linear"), threads (intra-op threads while
+        stepping, default 1).
 
         Unfolded: yields a block every ``request.block_size`` samples. Folded: yields the first
         segment's samples as they become final (up to ``fold_length + 1.5 * fold_overlap``), then the
@@ -231,13 +251,13 @@ class WaveRNN(WaveformModel):
         temperature = self._check_temperature(request.temperature)
         block = max(1, int(request.block_size))
         opts = request.options or {}
-        cond = self.conditioning(mel, num_samples)
+        source = ConditioningSource(self, mel, num_samples)  # computed span by span: memory stays flat
         if opts.get("folded", False):
-            length, overlap, fade = self._fold_options(opts)
+            length, overlap, fade = self._fold_options(opts, num_samples)
             if fold.fold_count(num_samples, length, overlap) > 1:
-                yield from self._generate_folded(request, cond, generator, temperature, block, length, overlap, fade)
+                yield from self._generate_folded(request, source, generator, temperature, block, length, overlap, fade)
                 return
-        yield from self._generate_unfolded(request, cond, generator, temperature, block)
+        yield from self._generate_unfolded(request, source, generator, temperature, block)
 
     # -- features, classes ------------------------------------------------------------------------
     def conditioning(self, mel: Tensor | None, num_samples: int, batch: int = 1) -> Tensor:
@@ -382,10 +402,16 @@ class WaveRNN(WaveformModel):
             raise ValueError(f"temperature must be a finite number >= 0 (0 = argmax), got {temperature}")
         return t
 
-    def _fold_options(self, opts: dict) -> tuple[int, int, str]:
+    def _fold_options(self, opts: dict, total: int) -> tuple[int, int, str]:
         hop = self.profile.hop_length
-        length = int(opts.get("fold_length", DEFAULT_FOLD_FRAMES * hop))
         overlap = int(opts.get("fold_overlap", DEFAULT_OVERLAP_FRAMES * hop))
+        if "fold_length" in opts:
+            length = int(opts["fold_length"])
+        else:
+            batch = int(opts.get("fold_batch", DEFAULT_FOLD_BATCH))
+            if batch < 1:
+                raise ValueError(f"fold_batch must be >= 1, got {batch}")
+            length = default_fold_length(total, overlap, hop, batch)
         fade = str(opts.get("fold_fade", "power"))
         fold.check_fold(length, overlap)
         if fade not in fold.FADES:
@@ -420,32 +446,43 @@ class WaveRNN(WaveformModel):
         ``wavernn_step._drive``).
         """
         b, total, _ = cond.shape
-        uniforms = self.draw_uniforms(generator, total, b)
-        classes = torch.zeros(b, total, dtype=torch.long, device=cond.device)
+        spans = lambda t0, n: cond[:, t0 : t0 + n]  # noqa: E731
+        yield from self._generate_classes(spans, b, total, generator, temperature, yield_every, should_stop, threads)
+
+    def _generate_classes(self, spans, batch, total, generator, temperature, yield_every, should_stop, threads):
+        """``generate_classes`` with conditioning asked for span by span (``spans(t0, n) -> [B, n, C]``)."""
+        device = next(self.parameters()).device
+        uniforms = self.draw_uniforms(generator, total, batch)
+        classes = torch.zeros(batch, total, dtype=torch.long, device=device)
         choose = self._chooser(uniforms, temperature)
         stepper = self.stepper()
-        for done in stepper.run(cond, choose, classes, self.start_class, yield_every, should_stop, threads):
+        runs = stepper.run_spans(spans, batch, total, choose, classes, self.start_class, yield_every, should_stop, threads)
+        for done in runs:
             yield done, classes
 
-    def _generate_unfolded(self, request, cond, generator, temperature, block) -> Iterator[Tensor]:
+    def _generate_unfolded(self, request, source, generator, temperature, block) -> Iterator[Tensor]:
         emitted = 0
         stop, threads = (lambda: request.cancelled), self._threads(request)
-        for done, classes in self.generate_classes(cond, generator, temperature, block, stop, threads):
+        spans = source.cached([0], source.total)
+        runs = self._generate_classes(spans, 1, source.total, generator, temperature, block, stop, threads)
+        for done, classes in runs:
             if done > emitted:
                 yield self.decode(classes[0, emitted:done])
                 emitted = done
             if request.cancelled:
                 return
 
-    def _generate_folded(self, request, cond, generator, temperature, block, length, overlap, fade):
-        total = cond.shape[1]
-        segments = fold.fold(cond[0], length, overlap)
-        count, seg = segments.shape[:2]
+    def _generate_folded(self, request, source, generator, temperature, block, length, overlap, fade):
+        total = source.total
+        count = fold.fold_count(total, length, overlap)
+        seg = length + 2 * overlap
         log.debug("folded WaveRNN generation: %d segments of %d samples", count, seg)
-        audio = cond.new_zeros(count, seg)
+        audio = torch.zeros(count, seg, device=next(self.parameters()).device)
         decoded = emitted = 0
         stop, threads = (lambda: request.cancelled), self._threads(request)
-        for done, classes in self.generate_classes(segments, generator, temperature, block, stop, threads):
+        spans = source.cached(fold.segment_starts(count, length, overlap), seg)
+        runs = self._generate_classes(spans, count, seg, generator, temperature, block, stop, threads)
+        for done, classes in runs:
             audio[:, decoded:done] = self.decode(classes[:, decoded:done])
             decoded = done
             ready = min(total, fold.final_prefix(done, count, length, overlap))
@@ -538,4 +575,77 @@ class WaveRNN(WaveformModel):
 
 
 
-__all__ = ["WaveRNN", "WaveRNNConfig", "sample_classes", "suggest_upsample_scales"]
+COND_CONTEXT_FRAMES = 2
+"""Extra mel frames on each side of a conditioning span: the upsampling's smoothing reaches at most
+``sum(1 / prod(scales[:i]))`` < 1.5 frames, so interior samples equal the whole-input conditioning."""
+
+COND_SPAN_VALUES = 1 << 21
+"""Floats of per-sample conditioning a ``ConditioningSource.cached`` block holds (8 MiB in float32)."""
+
+
+class ConditioningSource:
+    """The per-sample conditioning of one mel, computed span by span instead of all at once.
+
+    Whole-input conditioning costs ``(n_mels + res_out_dims) * 4`` bytes per sample (832 at reference
+    size: 1.1 GB for 60 s); a span costs only its own samples plus ``COND_CONTEXT_FRAMES`` frames of
+    context each side. ``span(start, stop)`` -> [1, stop - start, C] equals
+    ``model.conditioning(mel, total)[:, start:stop]`` (to float rounding; samples at or past ``total``
+    are zero, as ``wavernn_fold.fold`` pads). ``cached(starts, length)`` gives the ``spans(t0, n)``
+    callback of ``MulawStepper.run_spans`` for streams that begin at the global samples ``starts``.
+    Runs on the generating thread.
+    """
+
+    def __init__(self, model: WaveRNN, mel: Tensor | None, total: int) -> None:
+        self.model, self.total = model, total
+        self.padded = None
+        if model.n_mels:
+            if mel is None:
+                raise ValueError("this WaveRNN is mel-conditioned: give mel frames")
+            if mel.dim() != 3 or mel.shape[1] != model.n_mels:
+                raise ValueError(f"mel must be [B, n_mels={model.n_mels}, frames], got shape {tuple(mel.shape)}")
+            hop = model.config.hop_length
+            if mel.shape[2] * hop < total:
+                raise ValueError(f"{mel.shape[2]} mel frames cover {mel.shape[2] * hop} samples, need {total}")
+            pad = model.config.pad
+            self.padded = F.pad(mel[:1], (pad, pad), mode="replicate") if pad else mel[:1]
+        self.channels = model.n_mels + (model.config.res_out_dims if model.n_mels else 0)
+
+    def span(self, start: int, stop: int) -> Tensor:
+        """Conditioning of global samples [start, stop) -> [1, stop - start, C]."""
+        model = self.model
+        ref = next(model.parameters())
+        n = stop - start
+        inside = max(0, min(stop, self.total) - start)
+        if self.padded is None or inside <= 0:
+            return ref.new_zeros(1, n, self.channels)
+        hop, pad = model.config.hop_length, model.config.pad
+        f0, f1 = start // hop, -(-(start + inside) // hop)
+        a = max(0, f0 - COND_CONTEXT_FRAMES)
+        b = min(self.padded.shape[-1], f1 + 2 * pad + COND_CONTEXT_FRAMES)
+        mel_up, aux = model.upsample(self.padded[..., a:b])
+        lo = start - a * hop
+        out = torch.cat([mel_up[:, lo : lo + inside], aux[:, lo : lo + inside]], dim=-1)
+        if inside < n:
+            out = F.pad(out, (0, 0, 0, n - inside))
+        return out
+
+    def cached(self, starts: list[int], length: int) -> Callable[[int, int], Tensor]:
+        """``spans(t0, n)`` -> [len(starts), n, C]: stream ``i`` at global samples ``starts[i] + t0 ...``.
+
+        Computes blocks of at least ``COND_SPAN_VALUES / (streams * C)`` steps per call (one upsampling
+        call per stream per block), so the per-chunk requests of the stepper are slices.
+        """
+        block_steps = max(256, COND_SPAN_VALUES // max(1, len(starts) * self.channels))
+        held = {"lo": 0, "hi": 0, "block": None}
+
+        def spans(t0: int, n: int) -> Tensor:
+            if held["block"] is None or t0 < held["lo"] or t0 + n > held["hi"]:
+                hi = min(length, t0 + max(n, block_steps))
+                held["block"] = torch.cat([self.span(s + t0, s + hi) for s in starts], dim=0)
+                held["lo"], held["hi"] = t0, hi
+            return held["block"][:, t0 - held["lo"] : t0 - held["lo"] + n]
+
+        return spans
+
+
+__all__ = ["ConditioningSource", "WaveRNN", "WaveRNNConfig", "default_fold_length", "sample_classes", "suggest_upsample_scales"]

@@ -11,6 +11,11 @@ part: both GRUs' hidden-to-hidden products, GRU 2's input from GRU 1's output, t
 FC head, and a rank-one update for the previous sample. The composed weights are formed in float64,
 so the fast path matches the plain one to float32 rounding.
 
+The projections are one product per conditioning group (rows ``mel|aux0``, ``aux1``, ``aux2``,
+``aux3``) instead of one block-sparse product over all of them (a third of that matrix is nonzero),
+and every product, per chunk and per step, goes through ``fast_linear.Affine`` (oneDNN with packed
+weights on the CPU: 2-4x faster than the BLAS for the folded batches' [B, 512] x [512, 1536]).
+
 The dual-softmax stepper (the original paper's 16-bit coarse/fine split) runs its one GRU in two
 halves: the coarse half (which the mask keeps blind to the current coarse value) first, then the
 fine half with the chosen coarse value. Gate rows are permuted to ``[r_c z_c n_c | r_f z_f n_f]`` so
@@ -26,6 +31,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
+
+from studio.engine.models.fast_linear import Affine
 
 Chooser = Callable[[Tensor, int, int], Tensor]
 """``choose(logits [B, K], step, part) -> classes [B] (long)``; part 0 = mulaw / coarse, 1 = fine."""
@@ -57,18 +64,68 @@ class _Stepper:
     """Shared chunked driver: ``run`` projects conditioning chunk by chunk and steps through it."""
 
     proj_sizes: list[int]
-    cond_weight: Tensor  # [C, D]
-    cond_bias: Tensor  # [D]
+    projections: list[tuple[int, int, Affine]]  # (first row, end row, map) of each projection
+
+    def _set_projections(self, weight: Tensor, bias: Tensor, rows: list[tuple[int, int]], like: Tensor) -> None:
+        """Split the float64 conditioning map weight [C, D] / bias [D] by ``proj_sizes`` into one Affine
+        per projection, each reading only its own conditioning rows ``rows[i]`` (the rest are zero)."""
+        self.projections = []
+        col = 0
+        for (lo, hi), d in zip(rows, self.proj_sizes, strict=True):
+            self.projections.append(
+                (lo, hi, Affine(_out(weight[lo:hi, col : col + d], like), _out(bias[col : col + d], like)))
+            )
+            col += d
 
     def project(self, cond: Tensor) -> list[Tensor]:
-        """Conditioning [B, n, C] -> per-projection time-major tensors [n, B, d_i], one big matmul."""
+        """Conditioning [B, n, C] -> per-projection time-major tensors [n, B, d_i], a matmul each."""
         b, n, c = cond.shape
         flat = cond.transpose(0, 1).reshape(n * b, c)
-        full = torch.addmm(self.cond_bias, flat, self.cond_weight).view(n, b, -1)
-        return [p.contiguous() for p in full.split(self.proj_sizes, dim=-1)]
+        return [aff(flat[:, lo:hi]).view(n, b, -1) for lo, hi, aff in self.projections]
 
     def chunk_steps(self, batch: int) -> int:
         return max(16, min(4096, PROJECTION_BUDGET // max(1, batch * sum(self.proj_sizes))))
+
+    def run(
+        self,
+        cond: Tensor,
+        choose: Chooser,
+        classes: Tensor,
+        start_class: int,
+        yield_every: int,
+        should_stop: Callable[[], bool] | None = None,
+        threads: int = 1,
+    ) -> Iterator[int]:
+        """Generate ``T`` steps for B streams from conditioning cond [B, T, C], writing classes [B, T]
+        (long; dual: ``coarse * 256 + fine``); yield steps done so far.
+
+        Yields after every ``yield_every`` steps and at the end; returns early (after yielding what
+        is done) when ``should_stop()`` turns true, checked every ``CANCEL_CHECK_EVERY`` steps.
+        ``threads``: intra-op threads while stepping (see ``_drive``).
+        """
+        b, total, _ = cond.shape
+        spans = lambda t0, n: cond[:, t0 : t0 + n]  # noqa: E731
+        yield from self.run_spans(spans, b, total, choose, classes, start_class, yield_every, should_stop, threads)
+
+    def run_spans(
+        self,
+        spans: Callable[[int, int], Tensor],
+        batch: int,
+        total: int,
+        choose: Chooser,
+        classes: Tensor,
+        start_class: int,
+        yield_every: int,
+        should_stop: Callable[[], bool] | None = None,
+        threads: int = 1,
+    ) -> Iterator[int]:
+        """As ``run``, with the conditioning of steps ``[t0, t0 + n)`` asked for chunk by chunk:
+        ``spans(t0, n) -> [batch, n, C]`` (in increasing ``t0``), so it never has to exist whole."""
+        state = self._initial_state(batch, start_class)
+        yield from _drive(
+            total, self.chunk_steps(batch), yield_every, should_stop, lambda t0, n: self.project(spans(t0, n)),
+            self._make_body(choose, classes), state, threads,
+        )
 
 
 class MulawStepper(_Stepper):
@@ -106,59 +163,38 @@ class MulawStepper(_Stepper):
         weight[nm + 3 * a :, o : o + f] = wf2[:, f:].T  # FC2 from aux3
         bias = torch.cat([b_i, w1i @ b_i + b1i, b2i, bf1, bf2])
         self.proj_sizes = d
-        self.cond_weight, self.cond_bias = _out(weight, like), _out(bias, like)
+        groups = [(0, nm + a), (0, nm + a), (nm + a, nm + 2 * a), (nm + 2 * a, nm + 3 * a), (nm + 3 * a, c)]
+        self._set_projections(weight, bias, groups, like)
         self.rnn_dims = r
         self.i_x = _out(w_i_x, like)  # [R]: the previous sample's share of I
         self.g1_x = _out(w1i @ w_i_x, like)  # [3R]: ... and of GRU1's input gates
-        self.w_hh1 = _out(_f64(g1.weight_hh_l0).T, like)  # [R, 3R]
-        self.b_hh1 = _out(_f64(g1.bias_hh_l0), like)
-        self.w_hh2 = _out(_f64(g2.weight_hh_l0).T, like)
-        self.b_hh2 = _out(_f64(g2.bias_hh_l0), like)
-        self.w2_x = _out(w2i[:, :r].T, like)  # [R, 3R]
-        self.wf1_x = _out(wf1[:, :r].T, like)  # [R, F]
-        self.wf2_x = _out(wf2[:, :f].T, like)  # [F, F]
-        self.wf3 = _out(_f64(model.fc3.weight).T, like)  # [F, K]
-        self.bf3 = _out(_f64(model.fc3.bias), like)  # [K]
+        self.hh1 = Affine(_out(_f64(g1.weight_hh_l0).T, like), _out(_f64(g1.bias_hh_l0), like))  # [R, 3R]
+        self.hh2 = Affine(_out(_f64(g2.weight_hh_l0).T, like), _out(_f64(g2.bias_hh_l0), like))
+        self.w2_x = Affine(_out(w2i[:, :r].T, like))  # [R, 3R]
+        self.wf1_x = Affine(_out(wf1[:, :r].T, like))  # [R, F]
+        self.wf2_x = Affine(_out(wf2[:, :f].T, like))  # [F, F]
+        self.fc3 = Affine(_out(_f64(model.fc3.weight).T, like), _out(_f64(model.fc3.bias), like))  # [F, K]
         self.input_table = _out(model.class_inputs(), like)  # class -> network input value
 
     def step(self, x: Tensor, proj: list[Tensor], k: int, h: Tensor) -> tuple[Tensor, Tensor]:
         """One step for B streams: x [B, 1] previous-sample input, h [2, B, R] -> (logits [B, K], new h)."""
         r = self.rnn_dims
         icond, g1, g2, f1, f2 = proj[0][k], proj[1][k], proj[2][k], proj[3][k], proj[4][k]
-        gh1 = torch.addmm(self.b_hh1, h[0], self.w_hh1)
-        gh2 = torch.addmm(self.b_hh2, h[1], self.w_hh2)  # independent of this step's GRU1 output
+        gh1 = self.hh1(h[0])
+        gh2 = self.hh2(h[1])  # independent of this step's GRU1 output
         h1 = _gru_gates(torch.addcmul(g1, x, self.g1_x), gh1, h[0], r)
         x1 = h1 + torch.addcmul(icond, x, self.i_x)
-        h2 = _gru_gates(torch.addmm(g2, x1, self.w2_x), gh2, h[1], r)
+        h2 = _gru_gates(self.w2_x(x1, g2), gh2, h[1], r)
         x2 = h2 + x1
-        y = torch.relu(torch.addmm(f1, x2, self.wf1_x))
-        y = torch.relu(torch.addmm(f2, y, self.wf2_x))
-        return torch.addmm(self.bf3, y, self.wf3), torch.stack([h1, h2])
+        y = torch.relu_(self.wf1_x(x2, f1))
+        y = torch.relu_(self.wf2_x(y, f2))
+        return self.fc3(y), torch.stack([h1, h2])
 
-    def run(
-        self,
-        cond: Tensor,
-        choose: Chooser,
-        classes: Tensor,
-        start_class: int,
-        yield_every: int,
-        should_stop: Callable[[], bool] | None = None,
-        threads: int = 1,
-    ) -> Iterator[int]:
-        """Generate ``T`` steps for B streams, writing classes [B, T] (long); yield steps done so far.
-
-        Yields after every ``yield_every`` steps and at the end; returns early (after yielding what
-        is done) when ``should_stop()`` turns true, checked every ``CANCEL_CHECK_EVERY`` steps.
-        ``threads``: intra-op threads while stepping (see ``_drive``).
-        """
-        b, total, _ = cond.shape
-        h = cond.new_zeros(2, b, self.rnn_dims)
-        x = self.input_table[torch.full((b,), start_class, dtype=torch.long, device=cond.device)].unsqueeze(1)
-        chunk = self.chunk_steps(b)
-        yield from _drive(
-            total, chunk, yield_every, should_stop, lambda t0, n: self.project(cond[:, t0 : t0 + n]),
-            self._make_body(choose, classes), (x, h), threads,
-        )
+    def _initial_state(self, batch: int, start_class: int) -> tuple[Tensor, Tensor]:
+        table = self.input_table
+        h = table.new_zeros(2, batch, self.rnn_dims)
+        x = table[torch.full((batch,), start_class, dtype=torch.long, device=table.device)].unsqueeze(1)
+        return x, h
 
     def _make_body(self, choose: Chooser, classes: Tensor):
         table = self.input_table
@@ -209,62 +245,45 @@ class DualStepper(_Stepper):
             biases.append(_f64(layer.bias))
             o += f
         self.proj_sizes = d
-        self.cond_weight, self.cond_bias = _out(weight, like), _out(torch.cat(biases), like)
+        groups = [(0, nm + a)] + [(col, col + a) for _, col, _ in heads]
+        self._set_projections(weight, torch.cat(biases), groups, like)
         self.half = half
         self.rnn_dims = hdim
         self.w_prev = _out(w_ih[:, :2].T, like)  # [2, 3H]: c_prev, f_prev
         self.w_cur = _out(w_ih[3 * half :, 2], like)  # [3H/2]: c_cur into the fine half (coarse rows are 0)
-        self.w_hh = _out(_f64(model.rnn.weight_hh_l0)[perm].T, like)  # [H, 3H]
-        self.b_hh = _out(_f64(model.rnn.bias_hh_l0)[perm], like)
-        self.coarse_w1 = _out(_f64(model.coarse_fc1.weight)[:, :half].T, like)
-        self.fine_w1 = _out(_f64(model.fine_fc1.weight)[:, :half].T, like)
-        self.coarse_w2 = _out(_f64(model.coarse_fc2.weight)[:, :f].T, like)
-        self.fine_w2 = _out(_f64(model.fine_fc2.weight)[:, :f].T, like)
-        self.coarse_w3 = _out(_f64(model.coarse_fc3.weight).T, like)
-        self.coarse_b3 = _out(_f64(model.coarse_fc3.bias), like)
-        self.fine_w3 = _out(_f64(model.fine_fc3.weight).T, like)
-        self.fine_b3 = _out(_f64(model.fine_fc3.bias), like)
+        self.hh = Affine(_out(_f64(model.rnn.weight_hh_l0)[perm].T, like), _out(_f64(model.rnn.bias_hh_l0)[perm], like))
+        self.coarse_w1 = Affine(_out(_f64(model.coarse_fc1.weight)[:, :half].T, like))
+        self.fine_w1 = Affine(_out(_f64(model.fine_fc1.weight)[:, :half].T, like))
+        self.coarse_w2 = Affine(_out(_f64(model.coarse_fc2.weight)[:, :f].T, like))
+        self.fine_w2 = Affine(_out(_f64(model.fine_fc2.weight)[:, :f].T, like))
+        self.coarse_fc3 = Affine(_out(_f64(model.coarse_fc3.weight).T, like), _out(_f64(model.coarse_fc3.bias), like))
+        self.fine_fc3 = Affine(_out(_f64(model.fine_fc3.weight).T, like), _out(_f64(model.fine_fc3.bias), like))
         self.input_table = _out(model.class_inputs(), like)  # 0..255 -> [-1, 1]
 
     def coarse_step(self, prev: Tensor, proj: list[Tensor], k: int, h: Tensor):
         """prev [B, 2] (c_prev, f_prev inputs), h [B, H] -> (coarse logits [B, 256], h_coarse, gi, gh)."""
         hh = self.half
         gi = torch.addmm(proj[0][k], prev, self.w_prev)
-        gh = torch.addmm(self.b_hh, h, self.w_hh)
+        gh = self.hh(h)
         h_c = _gru_gates(gi[:, : 3 * hh], gh[:, : 3 * hh], h[:, :hh], hh)
-        y = torch.relu(torch.addmm(proj[1][k], h_c, self.coarse_w1))
-        y = torch.relu(torch.addmm(proj[3][k], y, self.coarse_w2))
-        return torch.addmm(self.coarse_b3, y, self.coarse_w3), h_c, gi, gh
+        y = torch.relu_(self.coarse_w1(h_c, proj[1][k]))
+        y = torch.relu_(self.coarse_w2(y, proj[3][k]))
+        return self.coarse_fc3(y), h_c, gi, gh
 
     def fine_step(self, c_cur: Tensor, proj: list[Tensor], k: int, h: Tensor, gi: Tensor, gh: Tensor):
         """c_cur [B, 1] (chosen coarse input) -> (fine logits [B, 256], h_fine)."""
         hh = self.half
         gi_f = torch.addcmul(gi[:, 3 * hh :], c_cur, self.w_cur)
         h_f = _gru_gates(gi_f, gh[:, 3 * hh :], h[:, hh:], hh)
-        y = torch.relu(torch.addmm(proj[2][k], h_f, self.fine_w1))
-        y = torch.relu(torch.addmm(proj[4][k], y, self.fine_w2))
-        return torch.addmm(self.fine_b3, y, self.fine_w3), h_f
+        y = torch.relu_(self.fine_w1(h_f, proj[2][k]))
+        y = torch.relu_(self.fine_w2(y, proj[4][k]))
+        return self.fine_fc3(y), h_f
 
-    def run(
-        self,
-        cond: Tensor,
-        choose: Chooser,
-        classes: Tensor,
-        start_class: int,
-        yield_every: int,
-        should_stop: Callable[[], bool] | None = None,
-        threads: int = 1,
-    ) -> Iterator[int]:
-        """As ``MulawStepper.run``; ``classes`` [B, T] receives the 16-bit values ``coarse * 256 + fine``."""
-        b, total, _ = cond.shape
-        h = cond.new_zeros(b, self.rnn_dims)
-        start = torch.tensor([start_class // 256, start_class % 256], device=cond.device)
-        prev = self.input_table[start].expand(b, 2).contiguous()
-        chunk = self.chunk_steps(b)
-        yield from _drive(
-            total, chunk, yield_every, should_stop, lambda t0, n: self.project(cond[:, t0 : t0 + n]),
-            self._make_body(choose, classes), (prev, h), threads,
-        )
+    def _initial_state(self, batch: int, start_class: int) -> tuple[Tensor, Tensor]:
+        table = self.input_table
+        h = table.new_zeros(batch, self.rnn_dims)
+        start = torch.tensor([start_class // 256, start_class % 256], device=table.device)
+        return table[start].expand(batch, 2).contiguous(), h
 
     def _make_body(self, choose: Chooser, classes: Tensor):
         table = self.input_table
