@@ -30,14 +30,19 @@ from PySide6.QtWidgets import (
 
 from studio.ui import settings as settings_store
 from studio.ui import theme
+from studio.ui.conversion import ConversionController
+from studio.ui.panels.convert import ConvertPanel
 from studio.ui.panels.generate import GeneratePanel, GenerateParams
 from studio.ui.panels.models import ModelsPanel, card_html
 from studio.ui.panels.record import LIVE_WAVEFORM_S, RecordPanel
+from studio.ui.panels.train import TrainPanel
 from studio.ui.panels.transport import TransportBar
 from studio.ui.panels.viewsettings import SpectrogramSettingsBar
 from studio.ui.takes import Take, TakesPanel
+from studio.ui.training import TrainingController, families_and_profiles
 from studio.ui.views.timeline import TimelineView
 from studio.ui.views.track import AudioTrack
+from studio.ui.widgets.vscroll import VerticalScrollArea
 from studio.workers.base import FunctionWorker, Worker, describe_error, start_worker, wait_for_workers
 from studio.workers.generation import GenerationJob, GenerationWorker, block_size_for
 from studio.workers.models import LoadedModel, ModelLoadWorker, available_devices
@@ -103,6 +108,7 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self._refresh_devices()
         self.refresh_models()
+        self.conversion.refresh_voices()
 
         self._poll_timer = QTimer(self)
         self._poll_timer.setInterval(int(1000 / POLL_HZ))
@@ -120,6 +126,7 @@ class MainWindow(QMainWindow):
         self.empty_hint = QLabel("Open a file (Ctrl+O), drop one here, record (R) or generate with a model.")
         self.empty_hint.setObjectName("dim")
         self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setWordWrap(True)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -129,9 +136,13 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.empty_hint)
         self.setCentralWidget(central)
 
-    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(
+        self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea, scroll: bool = False
+    ) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)  # restoreState finds docks by object name
+        if scroll:  # tall panels scroll instead of forcing a tall window
+            widget = VerticalScrollArea(widget)
         dock.setWidget(widget)
         dock.setFeatures(
             QDockWidget.DockWidgetFeature.DockWidgetMovable
@@ -160,13 +171,22 @@ class MainWindow(QMainWindow):
         self.record_panel.recordToggled.connect(self.toggle_recording)
         self.record_panel.inputDeviceChosen.connect(self.set_input_device)
         self.record_panel.meter.clipReset.connect(lambda: self.recorder.reset_clip() if self.recorder else None)
+        self.convert_panel = ConvertPanel()
+        self.conversion = ConversionController(self, self.convert_panel)
+        self.train_panel = TrainPanel(*families_and_profiles())
+        self.training = TrainingController(self, self.train_panel)
 
         left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
         self.models_dock = self._dock("Models", "dock-models", self.models_panel, left)
         self.takes_dock = self._dock("Takes", "dock-takes", self.takes_panel, left)
-        self.generate_dock = self._dock("Generate", "dock-generate", self.generate_panel, right)
+        self.generate_dock = self._dock("Generate", "dock-generate", self.generate_panel, right, scroll=True)
         self.record_dock = self._dock("Record", "dock-record", self.record_panel, right)
+        self.convert_dock = self._dock("Convert", "dock-convert", self.convert_panel, right, scroll=True)
+        self.train_dock = self._dock("Train", "dock-train", self.train_panel, right, scroll=True)
         self.tabifyDockWidget(self.generate_dock, self.record_dock)
+        self.tabifyDockWidget(self.record_dock, self.convert_dock)
+        self.tabifyDockWidget(self.convert_dock, self.train_dock)
+        self.train_dock.visibilityChanged.connect(lambda visible: self.training.warm_up() if visible else None)
         self.generate_dock.raise_()
         self.resizeDocks([self.models_dock, self.generate_dock], [250, 290], Qt.Orientation.Horizontal)
 
@@ -239,7 +259,9 @@ class MainWindow(QMainWindow):
         self._action("Scroll left", "Ctrl+Left", lambda: self.timeline.scroll(-0.25), view_menu)
         self._action("Scroll right", "Ctrl+Right", lambda: self.timeline.scroll(0.25), view_menu)
         view_menu.addSeparator()
-        for dock in (self.models_dock, self.takes_dock, self.generate_dock, self.record_dock):
+        for dock in (
+            self.models_dock, self.takes_dock, self.generate_dock, self.record_dock, self.convert_dock, self.train_dock
+        ):
             view_menu.addAction(dock.toggleViewAction())
         self._rebuild_recent_menu()
 
@@ -265,8 +287,12 @@ class MainWindow(QMainWindow):
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray | bytes) and not self.restoreGeometry(QByteArray(geometry)):
             log.debug("could not restore the window geometry")
-        if geometry is None:
-            self.resize(1400, 860)
+        if geometry is None:  # first start: a comfortable size that fits the screen
+            screen = self.screen().availableGeometry() if self.screen() is not None else None
+            width, height = 1400, 860
+            if screen is not None and screen.width() > 0:
+                width, height = min(width, screen.width()), min(height, screen.height())
+            self.resize(max(width, self.minimumSizeHint().width()), max(height, self.minimumSizeHint().height()))
         state = s.value("window/state")
         if isinstance(state, QByteArray | bytes):
             self.restoreState(QByteArray(state))
@@ -277,6 +303,8 @@ class MainWindow(QMainWindow):
         panel.temperature.setValue(settings_store.read_float(s, "generate/temperature", 1.0))
         panel.sigma.setValue(settings_store.read_float(s, "generate/sigma", 0.6))
         panel.denoise.setValue(settings_store.read_float(s, "generate/denoise", 0.0))
+        self.convert_panel.restore_state(s)
+        self.train_panel.restore_state(s)
 
     def save_settings(self) -> None:
         s = self.settings
@@ -290,6 +318,8 @@ class MainWindow(QMainWindow):
         p = self.generate_panel.params()
         for key in ("mode", "seconds", "seed", "temperature", "sigma", "denoise"):
             s.setValue(f"generate/{key}", getattr(p, key))
+        self.convert_panel.save_state(s)
+        self.train_panel.save_state(s)
         s.sync()
 
     def recent_files(self) -> list[str]:
@@ -324,6 +354,7 @@ class MainWindow(QMainWindow):
         inputs = [DEFAULT_DEVICE] + [d.name for d in found if d.has("input") and d.name != DEFAULT_DEVICE]
         self.transport.set_devices(outputs, self.output_device)
         self.record_panel.set_devices(inputs, self.input_device)
+        self.convert_panel.set_devices(inputs, outputs, self.input_device, self.output_device)
 
     def set_output_device(self, name: str) -> None:
         from studio.engine.audio.player import Player
@@ -416,10 +447,13 @@ class MainWindow(QMainWindow):
         if take is None or take.source is None:
             return
         target = take.source if show_source else take
-        t = self.timeline.playhead
+        # the same moment of the audio in the other take (a conversion of a selection is offset)
+        shift = take.source_offset_s if show_source else -take.source_offset_s
+        t = max(0.0, self.timeline.playhead + shift)
         playing = self.is_playing()
         self.current_take = target
         self.timeline.set_track(target.track, fit=False)
+        self.timeline.set_playhead(min(t, target.track.duration_s), follow=False)
         self.status_rate.setText(f"{target.sample_rate} Hz")
         self.statusBar().showMessage(f"Showing {'B: ' + target.name if show_source else 'A: ' + take.name}", 3000)
         if playing:
@@ -569,6 +603,7 @@ class MainWindow(QMainWindow):
             return
         self._playing_take = take
         self._play_offset = a / sr
+        self.timeline.set_playhead(a / sr)
         self.transport.set_playing(True)
         self._apply_loop(self.transport.loop.isChecked())
 
@@ -632,10 +667,16 @@ class MainWindow(QMainWindow):
             log.debug("loop not applied: %s", exc)
 
     # ------------------------------------------------------------------------------- models
-    def refresh_models(self) -> None:
+    def refresh_models(self, select: str | None = None) -> None:
+        """Re-read the model folders in a worker; then select ``select`` (a checkpoint stem) if given."""
         from studio.engine import catalog
 
-        self.run_function(catalog.list_models, on_result=self.models_panel.set_entries)
+        def show(entries) -> None:
+            self.models_panel.set_entries(entries)
+            if select is not None:
+                self.models_panel.select_path(str(select))
+
+        self.run_function(catalog.list_models, on_result=show)
 
     def open_checkpoint_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -845,6 +886,7 @@ class MainWindow(QMainWindow):
         if self.generation_take is not None:
             self.takes_panel.refresh()
         self._poll_recorder()
+        self.conversion.poll()
 
     def _poll_recorder(self) -> None:
         recorder = self.recorder
@@ -901,6 +943,8 @@ class MainWindow(QMainWindow):
         self._poll_timer.stop()
         if self.generation is not None:
             self.generation.cancel()
+        self.conversion.shutdown()
+        self.training.shutdown()
         if self.recorder is not None:
             try:
                 self.recorder.stop()

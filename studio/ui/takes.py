@@ -17,12 +17,16 @@ from studio.ui.timefmt import format_time
 from studio.ui.views.track import AudioTrack
 
 _ids = itertools.count(1)
-KINDS = ("file", "recording", "generation")
+KINDS = ("file", "recording", "generation", "conversion")
 
 
 @dataclass(eq=False)
 class Take:
-    """One piece of audio. kind: "file", "recording" or "generation"; path: where it lives on disk."""
+    """One piece of audio. kind: one of ``KINDS``; path: where it lives on disk.
+
+    source: the take this one was made from (A/B); source_offset_s: where this take's start lies in
+    the source (a conversion of a selection starts at the selection's start).
+    """
 
     name: str
     track: AudioTrack
@@ -30,6 +34,8 @@ class Take:
     path: str | None = None
     saved: bool = True
     source: Take | None = None
+    source_offset_s: float = 0.0
+    description: str = ""
     id: int = field(default_factory=lambda: next(_ids))
 
     @property
@@ -57,7 +63,7 @@ class TakesPanel(QWidget):
         self.ab_button = QPushButton("A/B")
         self.ab_button.setCheckable(True)
         self.ab_button.setEnabled(False)
-        self.ab_button.setToolTip("Switch between a generated take and the audio it was made from")
+        self.ab_button.setToolTip("Switch between a generated or converted take and the audio it was made from")
         self.save_button = QPushButton("Save…")
         self.remove_button = QPushButton("Remove")
         buttons = QHBoxLayout()

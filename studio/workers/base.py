@@ -28,6 +28,15 @@ _ADVICE = {
     "FileNotFoundError": ("File not found", "Check the path; the file may have moved."),
     "PermissionError": ("No permission", "Choose a place you may write to."),
     "MemoryError": ("Out of memory", "Close other takes or work on a shorter selection."),
+    "MissingDependencyError": ("A package is missing", "Install what the message names, then try again."),
+    "VoiceError": ("The voice cannot be used", "Build the voice again from a few minutes of one speaker's recordings."),
+    "ConversionError": ("The conversion failed", "Try another source or target; clear speech works best."),
+    "DatasetError": (
+        "The training data cannot be used",
+        "Pick a folder of audio files (WAV, FLAC, OGG, MP3), or train on the open takes.",
+    ),
+    "TrainingDiverged": ("Training diverged", "The last good checkpoint was kept; lower the learning rate and resume."),
+    "TrainingError": ("Training could not run", "Check the data, the family and the steps, then try again."),
     "ValueError": ("Invalid settings", "Change the settings named in the message and try again."),
 }
 

@@ -11,11 +11,12 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path, monkeypatch):
-    """Settings, user models and recordings in temporary folders, never the person's own."""
+    """Settings, user models, voices and recordings in temporary folders, never the person's own."""
     monkeypatch.setenv("STUDIO_SETTINGS_DIR", str(tmp_path / "settings"))
     monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("STUDIO_BUNDLED_MODELS_DIR", str(tmp_path / "bundled"))
     monkeypatch.setenv("STUDIO_RECORDINGS_DIR", str(tmp_path / "recordings"))
+    monkeypatch.setenv("STUDIO_VOICES_DIR", str(tmp_path / "voices"))
     return tmp_path
 
 
@@ -133,3 +134,22 @@ def monitor(pulse_server):
     for capture in captures:
         if capture._proc.poll() is None:
             capture.stop()
+
+
+def espeak(path, text: str, pitch: int = 50) -> str:
+    """Write espeak-ng speech (22.05 kHz WAV) to ``path``; returns it."""
+    import subprocess
+
+    subprocess.run(["espeak-ng", "-s", "170", "-p", str(pitch), "-w", str(path), text], check=True, timeout=60)
+    return str(path)
+
+
+def voiced_median_f0(audio: np.ndarray, rate: int) -> float:
+    """Median F0 (Hz) of the loud voiced frames of ``audio`` [T] (WORLD DIO at 16 kHz)."""
+    from studio.engine.audio.resample import resample
+    from studio.engine.convert.world import analyze
+
+    features = analyze(resample(np.asarray(audio, np.float32), rate, 16000), 16000)
+    energy = np.log(features.sp.sum(axis=1) + 1e-12)
+    loud = (features.f0 > 0) & (energy > energy.max() - 9)
+    return float(np.median(features.f0[loud]))

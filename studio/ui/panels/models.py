@@ -63,7 +63,7 @@ class ModelsPanel(QWidget):
             self.tree.addTopLevelItem(group)
         self.details = QTextBrowser()
         self.details.setOpenLinks(False)
-        self.details.setMinimumHeight(120)
+        self.details.setMinimumHeight(60)
         self.device = QComboBox()
         self.device.setToolTip("Where the model runs")
         self.load_button = QPushButton("Load")

@@ -1,9 +1,12 @@
-"""A compact bar of spectrogram settings above the views: FFT size, window, hop, scale, range, colormap."""
+"""A compact bar of spectrogram settings above the views: FFT size, window, hop, scale, range, colormap.
+
+A QToolBar, so that in a narrow window the controls that do not fit move behind its » button
+instead of setting the window's minimum width."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QToolBar, QWidget
 
 from studio.workers.spectrum import COLORMAPS, FFT_SIZES, SCALES, WINDOWS, SpectrogramSettings
 
@@ -11,16 +14,16 @@ HOP_FRACTIONS = (2, 4, 8)  # hop = n_fft / fraction
 DB_RANGES = (60, 80, 90, 100, 120)
 
 
-class SpectrogramSettingsBar(QWidget):
+class SpectrogramSettingsBar(QToolBar):
     """Emits ``changed(SpectrogramSettings)`` whenever a control changes."""
 
     changed = Signal(object)
 
     def __init__(self, settings: SpectrogramSettings, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 4, 8, 2)
-        layout.setSpacing(6)
+        super().__init__("Spectrogram settings", parent)
+        self.setObjectName("view-settings")
+        self.setMovable(False)
+        self.setFloatable(False)
         self.fft = self._combo([str(n) for n in FFT_SIZES], "FFT size (samples)")
         self.window = self._combo(list(WINDOWS), "Analysis window")
         self.hop = self._combo([f"1/{f}" for f in HOP_FRACTIONS], "Hop as a fraction of the FFT size")
@@ -35,12 +38,10 @@ class SpectrogramSettingsBar(QWidget):
             ("range", self.db_range),
             ("colours", self.colormap),
         ):
-            caption = QLabel(label)
+            caption = QLabel(f" {label}")
             caption.setObjectName("dim")
-            layout.addWidget(caption)
-            layout.addWidget(combo)
-            layout.addSpacing(6)
-        layout.addStretch(1)
+            self.addWidget(caption)
+            self.addWidget(combo)
         self.set_settings(settings)
         for combo in (self.fft, self.window, self.hop, self.scale, self.db_range, self.colormap):
             combo.currentIndexChanged.connect(self._emit)

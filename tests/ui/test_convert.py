@@ -1,0 +1,144 @@
+"""The Convert panel with real audio: record speech from the sink's monitor, convert it +4 semitones,
+A/B against the source, save; convert to a bundled voice; run live mode briefly through PulseAudio."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from .conftest import espeak, voiced_median_f0
+
+pytest.importorskip("pyworld", reason="voice conversion needs the voice extra (pyworld)")
+pytestmark = pytest.mark.sound
+
+SHIFT = 4.0
+
+
+def record_speech(qtbot, window, wav: str):
+    """Record (R) while paplay plays ``wav`` into test_sink; returns the recorded take."""
+    window.activateWindow()
+    window.toggle_recording()
+    assert window.recorder is not None
+    qtbot.wait(200)
+    player = subprocess.Popen(["paplay", "-d", "test_sink", wav])
+    try:
+        player.wait(20)
+    finally:
+        if player.poll() is None:
+            player.terminate()
+    qtbot.wait(250)
+    with qtbot.waitSignal(window.takeOpened, timeout=10000) as opened:
+        window.toggle_recording()
+    return opened.args[0]
+
+
+def convert_and_wait(qtbot, window):
+    with qtbot.waitSignal(window.takeOpened, timeout=60000) as opened:
+        window.convert_panel.convert_button.click()
+        assert window.conversion.worker is not None and window.convert_panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: window.conversion.worker is None, timeout=10000)
+    return opened.args[0]
+
+
+@pytest.mark.slow
+def test_convert_a_recorded_take_up_four_semitones_ab_and_save(qtbot, window, tmp_path, artifacts_dir):
+    wav = espeak(tmp_path / "speech.wav", "Seven silver swans swam silently seaward, one after another.")
+    recording = record_speech(qtbot, window, wav)
+    assert recording.kind == "recording" and recording.track.duration_s > 2.0
+
+    panel = window.convert_panel
+    window.convert_dock.raise_()
+    assert {"ru", "allison"} <= set(panel.voice_names()), "the bundled voices are listed"
+    panel.set_source("recording")
+    panel.pitch.setValue(SHIFT)
+    converted = convert_and_wait(qtbot, window)
+    assert converted.kind == "conversion" and converted.source is recording and not converted.saved
+    assert window.current_take is converted
+    assert abs(converted.track.duration_s - recording.track.duration_s) < 0.01 * recording.track.duration_s + 0.02
+    f0_in = voiced_median_f0(recording.track.samples, recording.sample_rate)
+    f0_out = voiced_median_f0(converted.track.samples, converted.sample_rate)
+    moved = 12 * np.log2(f0_out / f0_in)
+    print(f"window conversion: median F0 {f0_in:.1f} → {f0_out:.1f} Hz = {moved:+.2f} st")
+    assert abs(moved - SHIFT) < 0.5
+    assert "pitch +4 st" in panel.readout.text()
+    qtbot.wait(300)
+    window.grab().save(os.path.join(artifacts_dir, "main-window-convert.png"))
+
+    # A/B: the source at the same moment, then back
+    window.timeline.set_playhead(1.0)
+    window.takes_panel.ab_button.click()
+    assert window.current_take is recording and abs(window.timeline.playhead - 1.0) < 1e-6
+    window.takes_panel.ab_button.click()
+    assert window.current_take is converted
+
+    out = str(tmp_path / "converted.flac")
+    saved = []
+    window.save_take(converted, out, on_saved=lambda: saved.append(True))
+    qtbot.waitUntil(lambda: saved == [True], timeout=10000)
+    back, rate = sf.read(out, dtype="float32")
+    assert rate == converted.sample_rate and back.shape[0] == converted.track.num_samples and converted.saved
+
+    # to a bundled voice: the result is at the voice's rate and holds sound
+    panel.voice.setCurrentIndex(panel.voice.findData("allison"))
+    panel.pitch.setValue(0.0)
+    panel.set_source("take")
+    window.show_take(recording)
+    to_voice = convert_and_wait(qtbot, window)
+    assert to_voice.sample_rate == 16000 and to_voice.source is recording
+    assert float(np.sqrt(np.mean(to_voice.track.samples**2))) > 0.01
+    assert window.errors == []
+
+
+def test_convert_explains_what_is_missing(qtbot, window):
+    with qtbot.waitSignal(window.errorShown, timeout=2000) as shown:
+        window.convert_panel.convert_button.click()
+    assert "open a file" in shown.args[1]
+    window.convert_panel.set_source("recording")
+    with qtbot.waitSignal(window.errorShown, timeout=2000) as shown:
+        window.convert_panel.convert_button.click()
+    assert "record a take" in shown.args[1]
+    assert window.conversion.worker is None and window.convert_panel.convert_button.isEnabled()
+
+
+@pytest.mark.slow
+def test_live_section_starts_shows_readouts_and_stops(qtbot, window, pulse_server, tmp_path, artifacts_dir):
+    wav = espeak(tmp_path / "live.wav", "Live conversion runs while you speak into the microphone.")
+    panel = window.convert_panel
+    window.convert_dock.raise_()
+    panel.pitch.setValue(SHIFT)
+    pulse_server.use_sources("test_sink", "mic_sink.monitor")  # the converter hears mic_sink, plays to test_sink
+    player = None
+    try:
+        panel.live_button.click()
+        assert window.conversion.live_state == "starting" and not panel.hop.isEnabled()
+        qtbot.waitUntil(lambda: window.conversion.live_state == "running", timeout=10000)
+        player = subprocess.Popen(["paplay", "-d", "mic_sink", wav])
+        qtbot.waitUntil(lambda: window.conversion.live.stats().hops > 40, timeout=15000)
+        qtbot.wait(400)
+        stats = window.conversion.last_live_stats
+        assert stats is not None and stats.error is None
+        assert "ms" in panel.live_latency.text() and "ms" in panel.live_inference.text()
+        assert "%" in panel.live_headroom.text() and "underruns" in panel.live_underruns.text()
+        window.grab().save(os.path.join(artifacts_dir, "main-window-live.png"))
+        player.wait(20)
+        panel.live_button.click()
+        qtbot.waitUntil(lambda: window.conversion.live_state == "stopped", timeout=10000)
+    finally:
+        if player is not None and player.poll() is None:
+            player.terminate()
+        if window.conversion.live is not None:
+            window.conversion.stop_live(keep_take=False)
+            qtbot.waitUntil(lambda: window.conversion.live_state == "stopped", timeout=10000)
+        pulse_server.use_sources("test_sink", "test_sink.monitor")
+    final = window.conversion.last_live_stats
+    print(f"window live run: {final}")
+    assert final.error is None and final.hops > 40 and final.hops > final.gated_hops
+    assert window.errors == []
+    assert panel.hop.isEnabled() and panel.live_button.text().startswith("▶")
+    take = window.current_take
+    assert take is not None and take.kind == "conversion" and take.name.startswith("live")
+    assert float(np.max(np.abs(take.track.samples))) > 0.01
