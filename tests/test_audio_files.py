@@ -210,7 +210,7 @@ def test_wavex_with_unimplemented_codec_is_unsupported(tmp_path):
     assert_good_message(info.value, path)
 
 
-@pytest.mark.parametrize("rate", [100, 999, 800_000, 2_000_000])
+@pytest.mark.parametrize("rate", [0, 100, 999, 800_000, 2_000_000, 2**31, 4_000_000_000])
 def test_absurd_sample_rate_in_header(tmp_path, rate):
     path = tmp_path / "a.wav"
     sf.write(path, tone(440), SR, subtype="PCM_16")

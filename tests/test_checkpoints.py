@@ -163,6 +163,16 @@ def test_wrong_and_unknown_family_are_refused(tmp_path):
         load_model(paths.stem)
 
 
+def test_a_sidecar_json_of_another_family_is_refused(tmp_path):
+    """`studio models` lists the JSON's card: loading must not quietly build a different family."""
+    paths = save_checkpoint(tiny_model("wavenet"), tmp_path / "m")
+    document = json.loads(paths.json.read_text())
+    document["card"]["family"] = "waveglow"
+    paths.json.write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match="says family 'waveglow' but m.safetensors holds a 'wavenet' model"):
+        load_model(paths.stem)
+
+
 def test_config_fields_from_another_family_are_refused(tmp_path):
     paths = save_checkpoint(tiny_model("wavenet"), tmp_path / "m")
     _rewrite_card(paths, lambda card: card.update(family="waveglow"))

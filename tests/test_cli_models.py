@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,67 @@ def test_generate_streams_the_models_own_samples_to_a_file(setup, tmp_path):
     expected = model.generate(GenerateRequest(num_samples=800, seed=7))
     np.testing.assert_allclose(audio, expected, atol=1.5 / 32768)
     assert np.abs(audio).max() > 0
+
+
+def test_models_table_shows_only_scalar_metrics(setup, tmp_path):
+    glow_copy = tmp_path / "models"
+    glow_copy.mkdir()
+    model = load_model(setup["models"] / "glow")
+    model.name = "scored"
+    model.extra_card["metrics"] = {"heldout_loss": -2.5, "model": {"pesq": 1.1, "stoi": 0.3}, "metrics": ["pesq"]}
+    save_checkpoint(model, glow_copy / "scored")
+    out = subprocess.run([sys.executable, "-m", "studio", "models"], capture_output=True, text=True, timeout=120,
+                         env={**setup["env"], "STUDIO_MODELS_DIR": str(glow_copy)})
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("scored"))
+    assert row.endswith("heldout_loss -2.5") and "{" not in row and "[" not in row
+
+
+def test_generate_refuses_non_finite_or_huge_settings(setup, tmp_path):
+    target = str(tmp_path / "x.wav")
+    for args, says in ((["--seconds", "inf"], "at most 3600"), (["--seconds", "1", "--temperature", "nan"], "finite"),
+                       (["--seconds", "1", "--sigma", "-1"], ">= 0")):
+        out = studio(setup, "generate", "--model", "babble", "--out", target, *args)
+        assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not os.path.exists(target)
+
+
+def test_generate_refuses_a_pickle_that_would_run_code(setup, tmp_path):
+    marker = tmp_path / "ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": RunsCode()}, evil)
+    (tmp_path / "evil.json").write_bytes((setup["models"] / "babble.json").read_bytes())
+    out = studio(setup, "generate", "--model", str(evil), "--seconds", "0.01", "--out", str(tmp_path / "x.wav"))
+    assert out.returncode == 2 and "refused" in out.stderr and "posix.system" in out.stderr, out.stderr
+    assert not marker.exists()
+
+
+def test_ctrl_c_keeps_what_generate_made(setup, tmp_path):
+    """The first SIGINT cancels between blocks: the audio made so far is saved and the status is 130."""
+    import signal
+
+    target = tmp_path / "part.wav"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "studio", "generate", "--model", "babble", "--seconds", "600", "--out", str(target)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=setup["env"],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert "making 600.00 s" in proc.stderr.readline()  # the model is loaded and generating
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted: wrote the part made so far" in stdout
+    frames = sf.info(target).frames
+    assert 0 < frames < 600 * 16000
 
 
 def test_generate_explains_what_a_conditioned_model_needs(setup, tmp_path):

@@ -7,10 +7,15 @@ speed in × real time go to stderr, the result line to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import re
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +64,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_vocode)
 
 
+MAX_SECONDS = 3600.0  # one command makes at most an hour of audio (it is held in memory until saved)
+
+
+def _finite_non_negative(flag: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be a finite number >= 0, got {text}")
+        return value
+
+    return parse
+
+
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same audio)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (autoregressive models)")
-    p.add_argument("--sigma", type=float, default=0.6, help="latent standard deviation (flow models)")
+    p.add_argument("--temperature", type=_finite_non_negative("--temperature"), default=1.0,
+                   help="sampling temperature of autoregressive models (default 1; 0 = most likely sample)")
+    p.add_argument("--sigma", type=_finite_non_negative("--sigma"), default=0.6,
+                   help="latent standard deviation of flow models (default 0.6)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
 
 
 # -- studio models ---------------------------------------------------------------------------------------
+def _metric_text(metrics: dict[str, Any]) -> str:
+    """The scalar metrics as ``name value`` pairs (nested tables and lists are in ``--json``)."""
+    parts = []
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
+    return ", ".join(parts)
+
+
 def _summary(card: Any) -> dict[str, Any]:
-    metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in card.metrics.items())
     return {
         "family": card.family,
         "rate": card.sample_rate,
@@ -77,7 +109,7 @@ def _summary(card: Any) -> dict[str, Any]:
         "params": card.parameters,
         "receptive_field": card.receptive_field,
         "steps": card.training.get("steps"),
-        "metrics": metrics,
+        "metrics": _metric_text(card.metrics),
     }
 
 
@@ -128,9 +160,12 @@ def run_models(args: argparse.Namespace) -> int:
 # -- shared by generate and vocode -------------------------------------------------------------------------
 def _load(name: str, device: str):
     from studio.engine.catalog import ModelNotFoundError, find_model
-    from studio.engine.checkpoints import CheckpointError, load_model
+    from studio.engine.checkpoints import PICKLE_SUFFIXES, CheckpointError, load_model
 
     try:
+        if Path(name).suffix in PICKLE_SUFFIXES and Path(name).expanduser().is_file():
+            # A PyTorch pickle with a studio card next to it: read tensors only, never code.
+            return load_model(name, device=device)
         entry = find_model(name)
         return load_model(entry.path, device=device)
     except (ModelNotFoundError, CheckpointError) as exc:
@@ -170,6 +205,14 @@ def _mel_from(path: str, model) -> Any:
     return _mel_of_audio(_read_audio(path, model.sample_rate), model.profile)
 
 
+def request_seconds(request, model) -> float:
+    """Seconds ``request`` asks ``model`` for (the mel's length caps it); CliError when nothing."""
+    try:
+        return model.resolve_length(request) / model.sample_rate
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 class _Meter:
     """Progress on stderr while a model streams: a ``\\r`` line on a terminal, nothing otherwise."""
 
@@ -199,31 +242,78 @@ class _Meter:
         return f"{seconds:.2f} s of audio in {elapsed:.2f} s ({seconds / elapsed:.2f}× real time)"
 
 
-def _stream_to_file(model, request, out: str) -> str:
+@contextlib.contextmanager
+def _cancel_on_ctrl_c(token) -> Iterator[None]:
+    """While active, the first Ctrl+C cancels ``token`` (the model stops after its current block and
+    what was made is kept); a second Ctrl+C interrupts at once. Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:  # e.g. a background job of a non-interactive shell
+        yield
+        return
+
+    def on_sigint(signum, frame) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        sys.stderr.write("\nstopping after this block; what was made will be saved (Ctrl+C again to quit now)\n")
+        sys.stderr.flush()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stream_to_file(model, request, out: str) -> tuple[str, bool]:
+    """Stream ``request`` through ``model`` and save the audio to ``out``: (summary, was it cut short).
+
+    Ctrl+C stops generation between blocks and saves the part already made; with nothing made yet
+    it raises ``KeyboardInterrupt`` (exit status 130, no file written).
+    """
     import numpy as np
 
     from studio.engine.audio.files import AudioFileError, save
+    from studio.engine.models.base import CancelToken
 
     meter = _Meter(model.sample_rate)
     request.progress = meter
-    try:
-        audio = model.generate(request)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    request.cancel = token = CancelToken()
+    blocks: list[np.ndarray] = []
+    with _cancel_on_ctrl_c(token):
+        try:
+            for block in model.stream(request):
+                blocks.append(block)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if token.cancelled and audio.shape[0] == 0:
+        raise KeyboardInterrupt
     summary = meter.finish(int(audio.shape[0]))
     try:
         save(out, np.asarray(audio, dtype=np.float32), model.sample_rate)
     except (AudioFileError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    return summary
+    return summary, token.cancelled
+
+
+def _report(args: argparse.Namespace, summary: str, cut_short: bool) -> int:
+    if cut_short:
+        print(f"interrupted: wrote the part made so far to {args.out}: {summary}")
+        return 130
+    print(f"wrote {args.out}: {summary}")
+    return 0
 
 
 def run_generate(args: argparse.Namespace) -> int:
     from studio.engine.models.base import GenerateRequest
 
     device = parse_device(args.device)
-    if not args.seconds > 0:
-        raise CliError(f"--seconds must be positive, got {args.seconds}")
+    if not 0 < args.seconds <= MAX_SECONDS:
+        raise CliError(f"--seconds must be > 0 and at most {MAX_SECONDS:g} (one hour), got {args.seconds}")
     model = _load(args.model, device)
     mel = None
     if args.mel_from:
@@ -243,9 +333,9 @@ def run_generate(args: argparse.Namespace) -> int:
         sigma=args.sigma,
         device=device,
     )
-    summary = _stream_to_file(model, request, args.out)
-    print(f"wrote {args.out}: {summary}")
-    return 0
+    print(f"{model.name}: making {request_seconds(request, model):.2f} s on {device} (Ctrl+C keeps what is made)",
+          file=sys.stderr, flush=True)
+    return _report(args, *_stream_to_file(model, request, args.out))
 
 
 def run_vocode(args: argparse.Namespace) -> int:
@@ -267,6 +357,6 @@ def run_vocode(args: argparse.Namespace) -> int:
         sigma=args.sigma,
         device=device,
     )
-    summary = _stream_to_file(model, request, args.out)
-    print(f"wrote {args.out}: {summary}")
-    return 0
+    print(f"{model.name}: making {request_seconds(request, model):.2f} s on {device} (Ctrl+C keeps what is made)",
+          file=sys.stderr, flush=True)
+    return _report(args, *_stream_to_file(model, request, args.out))

@@ -422,11 +422,25 @@ def load_model(
         else:
             if sidecar.get("checkpoint_id") != document.get("checkpoint_id"):
                 log.warning("%s is older than %s (interrupted save?); using the weights file's card", paths.json, paths.weights.name)
+            else:
+                _check_sidecar_family(sidecar, document, paths)
     where = str(paths.weights)
     card = card_from_document(document, where)
     model = _build(card, where, family)
     apply_state_dict(model, tensors, where)
     return model.to(device).eval()
+
+
+def _check_sidecar_family(sidecar: dict[str, Any], document: dict[str, Any], paths: CheckpointPaths) -> None:
+    """Refuse a ``NAME.json`` whose family contradicts the weights of the same save (an edited or
+    swapped file): the catalogue lists models from the JSON, so loading must not quietly differ."""
+    listed = sidecar["card"].get("family")
+    actual = document["card"].get("family")
+    if listed != actual:
+        raise CheckpointError(
+            f"{paths.json}: says family {listed!r} but {paths.weights.name} holds a {actual!r} model of the same "
+            "save; the JSON was edited or belongs to another model: restore the original JSON next to the weights"
+        )
 
 
 def load_for_resume(

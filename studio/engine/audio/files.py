@@ -206,13 +206,37 @@ def _translate_error(path: str, exc: Exception, during: str) -> AudioFileError:
     )
 
 
+def _bad_rate(path: str, rate: int) -> BadSampleRateError:
+    return BadSampleRateError(
+        f"{_describe(path)} declares a sample rate of {rate} Hz, outside "
+        f"{MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz: the header is probably damaged; re-export the file",
+        path,
+    )
+
+
+def _riff_declared_rate(path: str) -> int | None:
+    """The sample rate field of a RIFF/RF64 WAV's ``fmt `` chunk, read directly (libsndfile refuses to
+    open a WAV whose rate does not fit its signed 32-bit field, e.g. 0 or ≥ 2³¹, with a generic error);
+    None for other files or when there is no such chunk in the first 64 KiB."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65_536)
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
+        if chunk == b"fmt ":
+            return struct.unpack_from("<I", head, pos + 12)[0] if pos + 16 <= len(head) else None
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def _check_header(path: str, f: sf.SoundFile) -> None:
     if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
-        raise BadSampleRateError(
-            f"{_describe(path)} declares a sample rate of {f.samplerate} Hz, outside "
-            f"{MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz: the header is probably damaged; re-export the file",
-            path,
-        )
+        raise _bad_rate(path, f.samplerate)
     if f.channels < 1:
         raise CorruptAudioError(f"{_describe(path)} declares {f.channels} channels: the header is damaged", path)
 
@@ -224,6 +248,9 @@ def _open(path: str | os.PathLike) -> Iterator[sf.SoundFile]:
     try:
         f = sf.SoundFile(path)
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
+        rate = _riff_declared_rate(path)
+        if rate is not None and not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise _bad_rate(path, rate) from exc
         raise _translate_error(path, exc, "decode") from exc
     try:
         _check_header(path, f)
