@@ -7,30 +7,36 @@ best matches the recording's is the round trip. Envelopes (not waveforms) are ma
 is found after pitch shifting or speaker conversion. Subtracting the probe's own round trip through a
 plain loopback leaves the latency of the system under test, device paths included.
 
-Run as ``python -m studio.engine.convert.latency_probe SECONDS`` it prints the round trip in ms
-(one line of JSON). Runs on the calling thread, except the PortAudio callback.
+Run as ``python -m studio.engine.convert.latency_probe SECONDS [RECORDING.wav]`` it prints the round
+trip in ms (one line of JSON) and optionally saves what it recorded (float WAV at 48 kHz). Runs on the calling thread, except the PortAudio callback.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from studio.engine.audio import devices
 
+log = logging.getLogger(__name__)
+
 PROBE_RATE = 48000
 BURST_S = 0.25
 GAP_S = 0.55
 ENVELOPE_MS = 2.0
+PROBE_F0_HZ = 140.0
 
 
 def probe_signal(seconds: float, rate: int = PROBE_RATE) -> np.ndarray:
     """Speech-like bursts (a 140 Hz buzz with a formant-ish tilt, 250 ms on, 550 ms off) after 0.5 s of silence."""
     t = np.arange(int(seconds * rate)) / rate
-    buzz = sum(np.sin(2 * np.pi * 140.0 * k * t) / k for k in range(1, 25))
+    buzz = sum(np.sin(2 * np.pi * PROBE_F0_HZ * k * t) / k for k in range(1, 25))
     period = BURST_S + GAP_S
     phase = (t - 0.5) % period
     on = (t >= 0.5) & (phase < BURST_S)
@@ -65,36 +71,93 @@ def find_delay(played: np.ndarray, recorded: np.ndarray, rate: int, max_delay_s:
     return best_lag * step_s, best
 
 
-def play_and_record(signal: np.ndarray, rate: int = PROBE_RATE) -> np.ndarray:
-    """Play ``signal`` on the default output while recording the default input, in one duplex stream."""
+MAX_CALLBACK_GAP_S = 0.1  # a longer pause between callbacks (after the first) broke the stream's timing
+DEFAULT_ATTEMPTS = 3
+
+
+@dataclass
+class ProbeRun:
+    """One play-and-record run. ``clean`` runs kept one clock: no device glitch, no stall, all played."""
+
+    recorded: np.ndarray
+    completed: bool
+    callbacks: int
+    output_underflows: int
+    input_overflows: int
+    max_gap_s: float
+
+    @property
+    def clean(self) -> bool:
+        return self.completed and not self.output_underflows and not self.input_overflows and self.max_gap_s < MAX_CALLBACK_GAP_S
+
+
+def play_and_record(signal: np.ndarray, rate: int = PROBE_RATE) -> ProbeRun:
+    """Play ``signal`` on the default output while recording the default input, in one duplex stream.
+
+    The stream's first callback may come late (sound servers start streams lazily); after that, a
+    pause longer than MAX_CALLBACK_GAP_S or a device glitch means the output and the input no longer
+    share one clock, and the run is reported as not clean.
+    """
     sd = devices.sd()
     recorded = np.zeros(signal.shape[0], dtype=np.float32)
-    position = [0]
+    blocks = signal.shape[0] // 64 + 8
+    stamps = np.zeros(blocks)
+    state = {"position": 0, "calls": 0, "out_under": 0, "in_over": 0}
     done = threading.Event()
 
     def callback(indata, outdata, frames, time_info, status) -> None:
-        p = position[0]
+        calls = state["calls"]
+        if calls < blocks:
+            stamps[calls] = time.monotonic()
+        state["calls"] = calls + 1
+        state["out_under"] += int(status.output_underflow)
+        state["in_over"] += int(status.input_overflow)
+        p = state["position"]
         n = min(frames, signal.shape[0] - p)
         outdata.fill(0.0)
         if n > 0:
             outdata[:n, 0] = signal[p : p + n]
             outdata[:n, 1] = signal[p : p + n]
             recorded[p : p + n] = indata[:n, 0]
-        position[0] = p + frames
-        if position[0] >= signal.shape[0]:
+        state["position"] = p + frames
+        if state["position"] >= signal.shape[0]:
             done.set()
 
     with sd.Stream(samplerate=rate, blocksize=256, channels=(1, 2), dtype="float32", latency="low", callback=callback):
-        done.wait(timeout=signal.shape[0] / rate + 10)
-    return recorded
+        completed = done.wait(timeout=signal.shape[0] / rate + 5)
+    used = stamps[: min(state["calls"], blocks)]
+    return ProbeRun(
+        recorded=recorded, completed=completed, callbacks=state["calls"], output_underflows=state["out_under"],
+        input_overflows=state["in_over"], max_gap_s=float(np.diff(used).max()) if used.shape[0] > 1 else float("inf"),
+    )
 
 
-def measure(seconds: float = 3.0, rate: int = PROBE_RATE) -> dict:
+def measure(seconds: float = 3.0, rate: int = PROBE_RATE, save_to: str | None = None, attempts: int = DEFAULT_ATTEMPTS) -> dict:
+    """Play the probe for ``seconds`` and find it in the recording; up to ``attempts`` runs until one is clean.
+
+    Returns round_trip_ms, correlation (of the envelopes at that delay), recorded_rms, clean (whether
+    the kept run was clean) and attempts. ``save_to``: also write the kept recording there (float WAV).
+    """
     signal = probe_signal(seconds, rate)
-    recorded = play_and_record(signal, rate)
-    delay, corr = find_delay(signal, recorded, rate)
-    return {"round_trip_ms": delay * 1000, "correlation": corr, "recorded_rms": float(np.sqrt(np.mean(recorded**2)))}
+    for attempt in range(1, attempts + 1):
+        run = play_and_record(signal, rate)
+        if run.clean:
+            break
+        log.warning(
+            "probe run %d was not clean (completed %s, %d callbacks, %d output underflows, %d input overflows, "
+            "longest pause %.0f ms)", attempt, run.completed, run.callbacks, run.output_underflows,
+            run.input_overflows, run.max_gap_s * 1000,
+        )
+    if save_to:
+        import soundfile
+
+        soundfile.write(save_to, run.recorded, rate, subtype="FLOAT")
+    delay, corr = find_delay(signal, run.recorded, rate)
+    return {
+        "round_trip_ms": delay * 1000, "correlation": corr, "recorded_rms": float(np.sqrt(np.mean(run.recorded**2))),
+        "clean": run.clean, "attempts": attempt,
+    }
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)))
+    print(json.dumps(measure(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0, save_to=sys.argv[2] if len(sys.argv) > 2 else None)))

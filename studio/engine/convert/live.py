@@ -6,19 +6,22 @@ Three parts, as DESIGN.md's clocks ask:
   stream through ALSA's pulse plugin stalled and burst on this kind of machine) copy the input block
   into ``in_ring`` and the next output block from ``out_ring``; frames the worker has not delivered
   are played as silence and counted as an underrun. No conversion, no allocation, no locks.
-* the **worker thread** ("convert-live") takes input hops from ``in_ring``, resamples them to 16 kHz,
-  runs the :class:`BlockConverter` (WORLD analysis, mapping, synthesis), resamples back to the device
-  rate and writes ``out_ring``. It times every hop (inference time, headroom).
+* the **worker thread** ("convert-live") takes input from ``in_ring``, resamples it to 16 kHz,
+  runs the :class:`BlockConverter` (WORLD analysis, mapping, synthesis) on every whole hop, resamples
+  back to the device rate and writes ``out_ring``. It times every hop (inference time, headroom).
 * the GUI or CLI polls :meth:`LiveConverter.stats` (a snapshot; safe from any thread).
 
-Latency: the output ring starts empty (the callback plays silence, uncounted); the worker puts
-``margin`` frames of silence (half a hop of processing time + one device block + a safety margin)
-before its first converted block. Every input frame then leaves a fixed number of frames later: the
-frames the input had delivered when the first block arrived (one hop, the resamplers' delay, the
-first processing) + ``margin`` + the converter's look-ahead, plus the device latencies PortAudio
-reports. If the output ever holds more than ``margin`` + two hops (the input's clock running faster
-than the output's), the excess is dropped, so latency stays bounded.
-After an underrun the worker drops as many converted frames as were missed, so latency never creeps.
+Timing is deterministic: both resamplers are polyphase FIRs (:mod:`.polyphase`) that turn each hop of
+input into exactly one hop of output at a fixed delay (soxr's stream resampler released output in
+irregular chunks, so the ring's level wandered and underran although the worker kept up).
+
+Latency: the output ring starts empty (the callback plays silence, uncounted, until the first
+converted frames arrive); the worker puts ``margin`` frames of silence (half a hop of processing
+time + one device block + ``safety_ms``) before its first converted block. Every input frame then
+leaves a fixed number of frames later: one hop (collecting it), the resamplers' and converter's
+delays, ``margin``, plus the device latencies. After an output stall or an underrun the ring would
+hold more than ``max_level`` (``margin`` + one hop + ``safety_ms``) after a write: the excess is
+dropped, so latency returns to its nominal value instead of creeping.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from studio.engine.audio import devices
-from studio.engine.audio.resample import StreamResampler
 from studio.engine.audio.ring import FrameRing, HistoryRing
+from studio.engine.convert import realtime
 from studio.engine.convert.pipeline import ConversionTarget
+from studio.engine.convert.polyphase import PolyphaseResampler
 from studio.engine.convert.streaming import (
     DEFAULT_GATE_DB,
     DEFAULT_HOP_MS,
@@ -49,6 +53,8 @@ DEFAULT_SAFETY_MS = 25.0
 HEADROOM_WARNING = 0.25  # warn when the slowest recent hop left less than 25 % of the hop's time
 RECENT_HOPS = 50
 HISTORY_S = 30.0
+CALLBACK_PRIORITY = 40  # SCHED_FIFO priorities (1–99): callbacks above the worker, both above normal threads
+WORKER_PRIORITY = 30
 
 
 @dataclass
@@ -60,7 +66,10 @@ class LiveSettings:
     (longer = more headroom, more latency); device_block: frames per audio callback; latency: PortAudio
     latency hint ("low", "high" or seconds); gate_db: noise gate threshold (None = off); monitor:
     play the converted voice (off: converted audio is still made and kept in the history, silence
-    is played); safety_ms: extra prefill against processing-time jitter.
+    is played); safety_ms: extra prefill against processing-time jitter; realtime: ask the OS for
+    real-time (SCHED_FIFO) priority for the two callback threads and the worker, where allowed (root,
+    rtkit-style limits): on a busy machine the callbacks otherwise wait tens of ms for a core and the
+    device underflows. Refused requests are ignored (``LiveStats.realtime`` says what was granted).
     """
 
     target: ConversionTarget = field(default_factory=ConversionTarget)
@@ -75,6 +84,7 @@ class LiveSettings:
     monitor: bool = True
     safety_ms: float = DEFAULT_SAFETY_MS
     output_channels: int = 2
+    realtime: bool = True
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,7 @@ class LiveStats:
     internal_latency_ms: float
     warning: str | None
     error: str | None
+    realtime: dict[str, bool | None]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,8 +131,9 @@ class LiveConverter:
         self._cb_device_underflows = 0
         self._cb_overflow_frames = 0
         self._primed = False
+        # Real-time priority granted per thread kind (None: not asked yet; see realtime.py).
+        self._rt_granted = {"input": None, "output": None, "worker": None, "sound_client": None}
         self._dropped_excess = 0
-        self._dropped = 0  # worker: converted frames dropped to make up for missed ones
         self._hops = 0
         self._gated = 0
         self._recent = np.zeros(RECENT_HOPS)
@@ -157,10 +169,14 @@ class LiveConverter:
         self._mono = np.zeros((max(s.device_block, 8192), 1), dtype=np.float32)
         self._cb_frames = 0
         self._first_write_at: int | None = None
-        self._down = StreamResampler(rate, LIVE_SAMPLE_RATE)
-        self._up = StreamResampler(LIVE_SAMPLE_RATE, rate)
+        self._down = PolyphaseResampler(rate, LIVE_SAMPLE_RATE)
+        self._up = PolyphaseResampler(LIVE_SAMPLE_RATE, rate)
+        # The most the output ring may hold right after a write: the prefill, one hop, and slack for
+        # hops that arrive together. More than that is latency left over from a stall: trimmed.
+        self.max_level = self.margin + self.hop_in + int(round(s.safety_ms / 1000.0 * rate))
         self._pending = np.zeros(0, dtype=np.float32)
         self._stop.clear()
+        threads_before = realtime.thread_ids()
         try:
             self._in_stream = sd.InputStream(
                 device=in_info.index, samplerate=rate, blocksize=s.device_block, channels=1,
@@ -181,6 +197,8 @@ class LiveConverter:
         self._started_at = time.monotonic()
         self._stream.start()
         self._in_stream.start()
+        if s.realtime:
+            self._rt_granted["sound_client"] = bool(realtime.promote_sound_client_threads(threads_before, CALLBACK_PRIORITY))
         log.info(
             "live conversion: %s → %s at %d Hz, hop %.0f ms, margin %.0f ms, device latency in %.0f / out %.0f ms",
             in_info.name, out_info.name, rate, hop_s * 1000, self.margin / rate * 1000,
@@ -227,12 +245,16 @@ class LiveConverter:
 
     # -- the audio callbacks (PortAudio threads) -----------------------------------------------------
     def _input_callback(self, indata, frames, time_info, status) -> None:
+        if self._rt_granted["input"] is None:
+            self._rt_granted["input"] = self._ask_realtime(CALLBACK_PRIORITY)
         self._cb_frames += frames
         written = self.in_ring.write(indata[:, :1])
         if written < frames:
             self._cb_overflow_frames += frames - written
 
     def _output_callback(self, outdata, frames, time_info, status) -> None:
+        if self._rt_granted["output"] is None:
+            self._rt_granted["output"] = self._ask_realtime(CALLBACK_PRIORITY)
         if status.output_underflow:
             self._cb_device_underflows += 1
         mono = self._mono[:frames]
@@ -250,7 +272,14 @@ class LiveConverter:
             outdata.fill(0.0)
 
     # -- the worker ------------------------------------------------------------------------------
+    def _ask_realtime(self, priority: int) -> bool:
+        """Real-time priority for the calling thread, if the settings ask for it (one syscall)."""
+        return bool(self.settings.realtime) and realtime.make_realtime(priority)
+
     def _work(self) -> None:
+        self._rt_granted["worker"] = self._ask_realtime(WORKER_PRIORITY)
+        if not self._rt_granted["worker"] and self.settings.realtime:
+            log.info("live conversion: real-time priority refused; running at normal priority")
         try:
             while not self._stop.is_set():
                 available = self.in_ring.readable()
@@ -288,15 +317,11 @@ class LiveConverter:
         if self._first_write_at is None:
             self._first_write_at = self._cb_frames
             y = np.concatenate([np.zeros((self.margin, 1), dtype=np.float32), y])
-        owed = self._cb_missing - self._dropped
-        if owed > 0:
-            drop = min(owed, y.shape[0])
-            self._dropped += drop
-            y = y[drop:]
-        excess = self.out_ring.readable() + y.shape[0] - (self.margin + 3 * self.hop_in)
-        if self._first_write_at is not None and excess > 0 and self._hops > 4:
-            y = y[min(excess, y.shape[0]) :]
-            self._dropped_excess += min(excess, y.shape[0])
+        excess = self.out_ring.readable() + y.shape[0] - self.max_level
+        if excess > 0:  # the output stalled or underran earlier: drop the oldest new frames, keep latency
+            cut = min(excess, y.shape[0])
+            y = y[cut:]
+            self._dropped_excess += cut
         self.out_ring.write(y)
 
     # -- readouts --------------------------------------------------------------------------------
@@ -308,7 +333,11 @@ class LiveConverter:
         device_latency = sum(self._device_latency)
         internal = 0.0
         if self._first_write_at is not None and self.rate:
-            internal = (self._first_write_at + self.margin) / self.rate + self.converter.delay / LIVE_SAMPLE_RATE
+            internal = (
+                (self._first_write_at + self.margin) / self.rate
+                + (self.converter.delay + self._down.delay) / LIVE_SAMPLE_RATE
+                + self._up.delay / self.rate
+            )
         warning = None
         if self._error is not None:
             warning = f"stopped: {self._error}"
@@ -338,6 +367,7 @@ class LiveConverter:
             internal_latency_ms=internal * 1000,
             warning=warning,
             error=str(self._error) if self._error else None,
+            realtime=dict(self._rt_granted),
         )
 
     def recent_output(self, seconds: float) -> np.ndarray:

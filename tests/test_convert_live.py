@@ -1,0 +1,95 @@
+"""Live conversion through the real PulseAudio server: mic_sink.monitor → converter → test_sink.
+
+The latency is measured, not estimated: a probe process plays known bursts (a 140 Hz buzz) into
+``mic_sink`` and records ``test_sink.monitor`` in one full-duplex stream (one clock), then finds the
+bursts in the recording by envelope matching; its own round trip through a plain loopback is
+subtracted. The recording is also checked for the pitch shift the converter was asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyworld", reason="voice conversion needs the voice extra (pyworld)")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIFT_SEMITONES = 4.0
+LATENCY_BOUND_MS = 150.0  # the issue's bound; measured 104–118 ms here on a loaded 2-core machine
+
+
+def probe(seconds: float, sink: str, source: str, save_to: str | None = None) -> dict:
+    env = dict(os.environ, PULSE_SINK=sink, PULSE_SOURCE=source)
+    command = [sys.executable, "-m", "studio.engine.convert.latency_probe", str(seconds)] + ([save_to] if save_to else [])
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def mic_sink_reader(pulse_server):
+    """A low-latency reader on ``mic_sink.monitor`` for the test's duration.
+
+    A null sink that no low-latency stream listens to renders in 2-second blocks (PulseAudio's
+    null-sink default): streams on it then start ~1.4 s late and stall ~2 s at random. The session's
+    server already keeps such a reader on ``test_sink.monitor``.
+    """
+    reader = subprocess.Popen(
+        ["parec", "-d", "mic_sink.monitor", "--latency-msec=20", "--raw"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield reader
+    finally:
+        reader.terminate()
+        reader.wait(timeout=5)
+
+
+def voiced_median_f0(path: str) -> float:
+    import soundfile
+
+    from studio.engine.audio.resample import resample
+    from studio.engine.convert.world import analyze
+
+    audio, rate = soundfile.read(path, dtype="float32")
+    features = analyze(resample(audio, rate, 16000), 16000)
+    loud = features.voiced & (np.log(features.sp.sum(axis=1) + 1e-12) > np.log(features.sp.sum(axis=1).max()) - 9)
+    return float(np.median(features.f0[loud]))
+
+
+@pytest.mark.sound
+@pytest.mark.slow
+def test_live_pitch_shift_runs_without_underruns_and_measures_latency(pulse_server, mic_sink_reader, tmp_path):
+    from studio.engine.convert import ConversionTarget, VoiceTransform
+    from studio.engine.convert.latency_probe import PROBE_F0_HZ
+    from studio.engine.convert.live import LiveConverter, LiveSettings
+
+    loopback = probe(2.0, "mic_sink", "mic_sink.monitor")
+    assert loopback["clean"] and loopback["correlation"] > 0.9, loopback
+    recording = str(tmp_path / "through.wav")
+    pulse_server.use_sources("test_sink", "mic_sink.monitor")
+    try:
+        target = ConversionTarget(transform=VoiceTransform(pitch_semitones=SHIFT_SEMITONES))
+        converter = LiveConverter(LiveSettings(target=target))
+        converter.start()
+        try:
+            through = probe(3.0, "mic_sink", "test_sink.monitor", save_to=recording)
+            stats = converter.run_for(0.2)
+        finally:
+            converter.stop()
+    finally:
+        pulse_server.use_sources("test_sink", "test_sink.monitor")
+    latency_ms = through["round_trip_ms"] - loopback["round_trip_ms"]
+    print(f"live: measured latency {latency_ms:.0f} ms (engine estimate {stats.latency_ms:.0f} ms), {stats}")
+    assert through["clean"], f"the probe's own stream glitched in every attempt: {through}"
+    assert through["correlation"] > 0.8, "the probe bursts did not come back through the converter"
+    assert stats.hops > 100 and stats.error is None
+    assert stats.underruns == 0 and stats.underrun_frames == 0 and stats.input_overflows == 0
+    assert 0 < latency_ms <= LATENCY_BOUND_MS
+    shifted = 12 * np.log2(voiced_median_f0(recording) / PROBE_F0_HZ)
+    assert abs(shifted - SHIFT_SEMITONES) < 0.3, f"the output is {shifted:+.2f} semitones from the probe"
