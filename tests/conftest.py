@@ -39,6 +39,7 @@ def pulse_server() -> pulse.PulseServer:
         if os.environ.get("CI"):
             pytest.fail("PulseAudio is not installed, yet CI must test real audio (scripts/setup installs it)")
         pytest.skip("PulseAudio is not installed (scripts/setup installs it)")
+    _server.wait_warm()  # a fresh server holds every stream back for its first ~2 s
     return _server
 
 

@@ -33,7 +33,15 @@ def test_tone_played_comes_back_at_the_same_frequency(pulse_server, tmp_path, ar
     loud = np.flatnonzero(np.abs(audio) > 0.1)
     assert loud.size, "the tone did not come back"
     onset, offset = loud[0], loud[-1]
-    assert (offset - onset) / sr == pytest.approx(1.5, abs=0.05)  # all of it, once
+    # All of it, once: count the 1 ms blocks (one period of 1 kHz each) that hold the tone. A hiccup
+    # of a loaded machine (an output underrun, a reopened stream) may put a pause INSIDE the tone, which
+    # lengthens its span but not this count; a lost or repeated piece changes the count.
+    periods = np.abs(audio[: len(audio) // 48 * 48]).reshape(-1, 48).max(axis=1)
+    heard_s = np.count_nonzero(periods > 0.1) / 1000
+    span_s = (offset - onset) / sr
+    why = f"span {span_s:.3f} s, device underflows {player.device_underflows}, gaps {rec.gaps}"
+    assert heard_s == pytest.approx(1.5, abs=0.02), why
+    assert span_s - heard_s < 0.5, why
     middle = audio[onset + int(0.4 * sr) : onset + int(1.1 * sr)]
     assert dominant_frequency(middle, sr) == pytest.approx(1000, abs=2)
     assert tone_snr_db(middle, sr, 1000) > 30

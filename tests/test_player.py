@@ -153,14 +153,17 @@ def test_stream_produced_slower_than_real_time_counts_underflows(player):
     assert player.duration_s == pytest.approx(0.6)
 
 
-def test_stream_produced_far_faster_than_real_time_has_no_underflows(player):
+def test_stream_produced_far_faster_than_real_time_never_starves_the_ring(player):
     sr = 16000
     blocks = [tone(440, 0.1, sr) for _ in range(15)]  # 1.5 s, produced at once
 
     feeder = player.play_stream(sr, iter(blocks))
     assert player.wait(timeout=10)
     assert player.state == PlayerState.FINISHED
-    assert player.underflows == 0, (player.ring_underflows, player.device_underflows)
+    # The ring never ran dry. PortAudio's own output_underflow flags are left out: they count the
+    # machine's scheduling (2 of 1.5 s seen once in 5 runs at load 7 on 2 cores), not the player.
+    assert player.ring_underflows == 0 and player.recoveries == 0, (player.ring_underflows, player.device_underflows)
+    assert player.underflows == player.device_underflows
     assert player.position_s == pytest.approx(1.5, abs=0.01)
     assert feeder.frames_pushed == 15 * 1600
     with pytest.raises(ValueError):
@@ -227,29 +230,56 @@ def test_bad_sources_raise_typed_errors(player, tmp_path):
     assert player.state == PlayerState.STOPPED
 
 
-def test_device_vanishing_surfaces_as_error_not_a_dead_thread(tmp_path):
-    """A second private server is killed under a playing Player (in a subprocess)."""
+@pytest.mark.slow
+def test_stream_recovers_when_the_server_returns_and_errors_when_it_does_not(tmp_path):
+    """A second private server is SIGKILLed under a playing Player (in a subprocess), then restarted:
+    playback resumes where it stopped and plays to the end. Killed for good, the device vanishing
+    surfaces as an error, not a dead thread."""
     script = f"""
 import sys, time, numpy as np
 sys.path.insert(0, {TESTS_DIR!r})
 from support import pulse
 server = pulse.start()
+server.wait_warm()
+
+def wait_until(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
+
 try:
     from studio.engine.audio.player import Player
-    p = Player()
+    p = Player(recover_timeout_s=15.0)
+    p.play_buffer(np.full(48000 * 3, 0.25, np.float32), 48000)
+    assert wait_until(lambda: p.position_s > 0.5, 10), "no playback before the kill"
+    server.kill()
+    time.sleep(1.0)
+    held = p.position_s
+    server.restart()
+    finished = p.wait(timeout=30)
+    print("RECOVERED", finished, p.state, p.recoveries, p.underflows, round(held, 3), round(p.position_s, 3),
+          repr(p.last_error), flush=True)
+
+    p = Player(recover_timeout_s=1.0)
     p.play_buffer(np.zeros(48000 * 30, np.float32), 48000)
-    time.sleep(0.5)
-    server.server.kill(); server.server.wait()
-    deadline = time.monotonic() + 10
-    while p.state == "playing" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: p.position_s > 0.2, 10), "no playback before the second kill"
+    server.kill()
+    wait_until(lambda: p.state != "playing", 15)
     print("STATE", p.state, type(p.last_error).__name__, p.last_error, flush=True)
 finally:
     server.stop()
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    recovered = [line.split() for line in out.stdout.splitlines() if line.startswith("RECOVERED")]
+    assert recovered, out.stdout + out.stderr
+    _, finished, state, recoveries, underflows, held, position, error = recovered[0][:8]
+    assert finished == "True" and state == "finished" and error == "None", out.stdout + out.stderr
+    assert int(recoveries) >= 1 and int(underflows) >= int(recoveries)
+    assert 0.4 < float(held) < 2.0  # the playhead held while the device was gone …
+    assert float(position) == pytest.approx(3.0, abs=0.01)  # … and playback went on to the end
     assert "STATE stopped AudioDeviceError" in out.stdout, out.stdout + out.stderr
-    assert "choose another device" in out.stdout
+    assert "could not be reopened within 1 s" in out.stdout and "choose another device" in out.stdout
 
 
 def test_cli_play_reaches_the_end_and_is_heard(pulse_server, tmp_path):
@@ -270,6 +300,25 @@ def test_cli_play_reaches_the_end_and_is_heard(pulse_server, tmp_path):
     middle = audio[loud[0] + sr // 5 : loud[0] + sr]
     assert dominant_frequency(middle, sr) == pytest.approx(1000, abs=3)
     assert tone_snr_db(middle, sr, 1000) > 30
+
+
+def test_cli_play_start_past_the_end_exits_2_naming_the_duration(pulse_server, tmp_path):
+    wav = tmp_path / "short.wav"
+    sf.write(wav, tone(440, 1.5, 24000), 24000)
+    for start in ("5", "1.5"):
+        out = subprocess.run(
+            [sys.executable, "-m", "studio", "play", str(wav), "--start", start],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "past the end" in out.stderr and "1.500 s long" in out.stderr and "Traceback" not in out.stderr
+        assert "playing" not in out.stdout  # refused before the device was opened
+    out = subprocess.run(
+        [sys.executable, "-m", "studio", "play", str(wav), "--start", "-1"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "--start" in out.stderr
 
 
 def test_cli_play_bad_file_exits_2(pulse_server, tmp_path):

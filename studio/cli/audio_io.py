@@ -88,6 +88,17 @@ def cmd_play(args: argparse.Namespace) -> int:
     from studio.engine.audio.player import Player, PlayerState
 
     try:
+        header = files.info(args.file, stats=False)
+    except files.AudioFileError as exc:
+        raise CliError(str(exc)) from exc
+    if args.start < 0:
+        raise CliError(f"--start must be 0 or more seconds, got {args.start:g}")
+    if args.start > 0 and args.start >= header.duration_s:
+        raise CliError(
+            f"--start {args.start:g} s is past the end of {args.file} ({header.duration_s:.3f} s long); "
+            f"give a start below {header.duration_s:.3f}"
+        )
+    try:
         device = devices.resolve_device(args.device, "output", fallback=False)
         player = Player(device.index, args.rate)
         player.volume = args.volume
@@ -118,7 +129,8 @@ def cmd_play(args: argparse.Namespace) -> int:
         error = player.last_error
         player.stop()
     progress.done()
-    print(f"played {_clock(player.position_s)}  underflows {player.underflows}", flush=True)
+    recovered = f"  (the device stream was reopened {player.recoveries}×)" if player.recoveries else ""
+    print(f"played {_clock(player.position_s)}  underflows {player.underflows}{recovered}", flush=True)
     if error is not None:
         raise CliError(f"playback ended early: {error}")
     return 0
@@ -162,11 +174,15 @@ def cmd_record(args: argparse.Namespace) -> int:
     finally:
         path = recorder.stop()
     progress.done()
+    gaps = recorder.gaps
     print(
         f"saved {path}: {recorder.frames_recorded / recorder.sample_rate:.2f} s, overflows {recorder.overflows}"
+        + (f", {len(gaps)} gap(s) of lost input written as silence" if gaps else "")
         + ("  (stopped by Ctrl+C)" if interrupted else ""),
         flush=True,
     )
+    for gap in gaps:
+        print(f"  gap at {_clock(gap.start_s)}: {gap.duration_s:.3f} s ({gap.reason})", flush=True)
     if recorder.last_error is not None:
         raise CliError(f"recording ended early: {recorder.last_error}")
     return 0

@@ -1,8 +1,9 @@
 """Helpers for the real-audio tests: test signals, spectral checks, and a playback warm-up.
 
-The first playback stream a fresh PulseAudio server sees stalls for about 1.4 s (measured here: the
-callback is not called again until the null sink starts its clock); ``warm_up_output`` plays a short
-silence once per test session so timed checks in the tests do not absorb that stall.
+For its first ~2 s a fresh PulseAudio server holds back every stream (measured here: callbacks
+stall 1.5–2 s). ``warm_up_output`` waits until ``support.pulse``'s start-up silence has drained (the
+stall is over), then plays a short silence through PortAudio once per process, so timed checks in the
+tests absorb neither the server's stall nor PortAudio's first-stream set-up.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def warm_up_output() -> None:
         if _warmed:
             return
         from studio.engine.audio.player import Player
+        from support import pulse
 
+        pulse.wait_until_warm()
         player = Player()
         try:
             player.play_buffer(np.zeros(9600, np.float32), 48000)

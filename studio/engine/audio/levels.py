@@ -109,17 +109,27 @@ class LevelMeter:
             self._clip_count = 0
 
     def update(self, block: np.ndarray) -> None:
-        """Account for the next block of audio (any number of frames, including zero)."""
+        """Account for the next block of audio (any number of frames, including zero).
+
+        A block longer than a quarter window is kept as pieces of its last ``window_frames`` frames, so
+        the reading covers the last ``window_s`` to within a quarter window even when blocks are long
+        (a writer thread that drained 0.3 s at once after a stall must not report that 0.3 s average).
+        Peak hold and clip counting see the whole block.
+        """
         if block.size == 0:
             return
-        frames = block.shape[0]
         peak = peak_of(block)
-        flat = block.reshape(-1).astype(np.float64, copy=False)
-        mean_square = float(np.dot(flat, flat)) / flat.size
         clips = int(np.count_nonzero(np.abs(block) >= self.clip_threshold)) if peak >= self.clip_threshold else 0
+        step = max(1, self.window_frames // 4)
+        tail = block[-self.window_frames :] if block.shape[0] > self.window_frames else block
+        pieces = []
+        for start in range(0, tail.shape[0], step):
+            piece = tail[start : start + step]
+            flat = piece.reshape(-1).astype(np.float64, copy=False)
+            pieces.append((piece.shape[0], peak_of(piece), float(np.dot(flat, flat)) / flat.size))
         now = self._clock()
         with self._lock:
-            self._chunks.append((frames, peak, mean_square))
+            self._chunks.extend(pieces)
             total = sum(c[0] for c in self._chunks)
             while len(self._chunks) > 1 and total - self._chunks[0][0] >= self.window_frames:
                 total -= self._chunks.pop(0)[0]

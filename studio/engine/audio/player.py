@@ -26,6 +26,14 @@ bools rebound atomically under the GIL; see ring.py for the ordering argument):
 The playhead (``position_s``) is in SOURCE seconds, mapped from the ring's read counter through
 markers ``(ring frame, source frame)`` that the producer appends at every discontinuity (start, seek,
 loop jump), and corrected by the stream's output latency while playing.
+
+Recovery: an output stream through PortAudio's ALSA ``pulse`` plugin dies (turns inactive) when the
+sound server goes away or hiccups, and stops calling back while the sink is suspended. The producer
+then opens a new stream on the same device with the same settings, retrying with backoff (0.1 s
+doubling to 1 s) for up to ``recover_timeout_s``, and playback continues from the ring where it
+stopped: the listener hears a pause, the playhead holds during it, and nothing is skipped. Each
+reopen counts in ``recoveries`` (and so in ``underflows``) and is logged; only when reopening fails
+does playback stop with an AudioDeviceError in ``last_error``.
 """
 
 from __future__ import annotations
@@ -63,6 +71,8 @@ DEFAULT_PREBUFFER_S = 0.1  # what must be buffered before (re)starting after a s
 SOURCE_CHUNK_S = 0.05  # source seconds read per producer step
 PRODUCER_PERIOD_S = 0.01  # the producer wakes at least this often
 STALL_TIMEOUT_S = 3.0  # no callback for this long while playing means the device stopped
+DEFAULT_RECOVER_TIMEOUT_S = 5.0  # keep trying to reopen a dead stream this long before giving up
+REOPEN_BACKOFF_S = (0.1, 1.0)  # first wait between reopen attempts, doubling up to the second
 
 
 class PlayerState(enum.StrEnum):
@@ -86,6 +96,8 @@ class Player:
     default (logged). ``sample_rate``: the DEVICE rate in Hz (None: the device's preferred rate, 48000
     for sound-server devices); sources at other rates are converted in the producer thread.
     ``channels``: output channels (None: the source's, capped at what the device has).
+    ``recover_timeout_s``: how long to keep reopening a stream that died before giving up (0: never
+    reopen; playback then stops at the first stream failure).
 
     All methods are thread-safe; status properties are cheap enough for a 60 Hz GUI timer.
     """
@@ -101,6 +113,7 @@ class Player:
         ahead_s: float = DEFAULT_AHEAD_S,
         ring_s: float = DEFAULT_RING_S,
         prebuffer_s: float = DEFAULT_PREBUFFER_S,
+        recover_timeout_s: float = DEFAULT_RECOVER_TIMEOUT_S,
     ) -> None:
         self.device_spec = device
         self.requested_rate = sample_rate
@@ -110,6 +123,9 @@ class Player:
         self.ahead_s = float(ahead_s)
         self.ring_s = max(float(ring_s), 2 * self.ahead_s, 0.2)
         self.prebuffer_s = float(prebuffer_s)
+        if recover_timeout_s < 0:
+            raise ValueError(f"recover_timeout_s must be >= 0, got {recover_timeout_s}")
+        self.recover_timeout_s = float(recover_timeout_s)
         self._lock = threading.RLock()
         self._state = PlayerState.STOPPED
         self._last_error: Exception | None = None
@@ -142,6 +158,9 @@ class Player:
         self._device_underflows = 0
         self._callbacks = 0
         self._paused = False
+        self._recoveries = 0
+        self._lost_since: float | None = None  # when the stream died, until a new one calls back
+        self._callback_error: Exception | None = None
 
     # ------------------------------------------------------------------------------------ sources
     def play_buffer(self, audio: np.ndarray, sample_rate: int) -> None:
@@ -230,15 +249,7 @@ class Player:
             self._last_progress = time.monotonic()
             self._quit.clear()
             try:
-                self._stream = sd.OutputStream(
-                    device=info.index,
-                    samplerate=rate,
-                    channels=channels,
-                    dtype="float32",
-                    blocksize=self.blocksize,
-                    latency=self.latency,
-                    callback=self._callback,
-                )
+                self._stream = sd.OutputStream(**self._stream_settings())
             except (sd.PortAudioError, ValueError) as exc:
                 self._stream = None
                 self._source = None
@@ -268,6 +279,18 @@ class Player:
             rate,
             channels,
             self.latency_s * 1000,
+        )
+
+    def _stream_settings(self) -> dict:
+        """Keyword arguments for ``sd.OutputStream`` on the current device (start and recovery)."""
+        return dict(
+            device=self._device_info.index,
+            samplerate=self.device_rate,
+            channels=self.out_channels,
+            dtype="float32",
+            blocksize=self.blocksize,
+            latency=self.latency,
+            callback=self._callback,
         )
 
     def stop(self) -> None:
@@ -413,8 +436,13 @@ class Player:
     @property
     def underflows(self) -> int:
         """Times the device was short of audio: ring starvations while the source was still producing,
-        plus PortAudio's output_underflow flags."""
-        return self._starved + self._device_underflows
+        PortAudio's output_underflow flags, and stream recoveries (the stream died and was reopened)."""
+        return self._starved + self._device_underflows + self._recoveries
+
+    @property
+    def recoveries(self) -> int:
+        """Times the output stream died and was reopened (see the module doc)."""
+        return self._recoveries
 
     @property
     def ring_underflows(self) -> int:
@@ -523,6 +551,7 @@ class Player:
             self._history.append(outdata)
             self._callbacks += 1
         except Exception as exc:  # never let the stream die silently
+            self._callback_error = exc
             self._last_error = exc
             raise self._abort from exc
 
@@ -651,9 +680,10 @@ class Player:
         if self._callbacks != self._last_callbacks:
             self._last_callbacks = self._callbacks
             self._last_progress = now
+            self._lost_since = None  # a (reopened) stream is calling back
         if stream is None:
             return True
-        if self._last_error is not None and not stream.active:
+        if self._callback_error is not None and not stream.active:  # our callback failed: a bug, stop
             self._stop_from_producer()
             return True
         state = self._state
@@ -661,10 +691,16 @@ class Player:
             not stream.active or now - self._last_progress > STALL_TIMEOUT_S
         ):
             what = "stopped" if not stream.active else f"stopped calling back for {STALL_TIMEOUT_S:g} s"
+            problem = self._recover(what)
+            if problem is None:
+                return False
+            if self._quit.is_set():  # stop() was called while recovering
+                return True
             self._set_error(
                 devices.AudioDeviceError(
-                    f"the output device {self.device_name!r} {what} (unplugged or taken by another program?); "
-                    "choose another device and play again"
+                    f"the output device {self.device_name!r} {what} and could not be reopened within "
+                    f"{self.recover_timeout_s:g} s ({problem}; unplugged, taken by another program, or the "
+                    "sound server stopped?); choose another device and play again"
                 )
             )
             self._stop_from_producer()
@@ -677,6 +713,58 @@ class Player:
                     if self._state == PlayerState.PLAYING and self._drained_gen == self._gen:
                         self._state = PlayerState.FINISHED
         return False
+
+    def _recover(self, what: str) -> str | None:
+        """Producer thread: replace a dead output stream; None when a new one runs, else what failed.
+
+        The dead stream is closed first. A reopened stream that never calls back is caught by the next
+        ``_watch`` and replaced again, until ``recover_timeout_s`` after the first loss.
+        """
+        sd = devices.sd()
+        now = time.monotonic()
+        if self._lost_since is None:
+            self._lost_since = now
+            log.warning("the output stream on %r %s; reopening it", self.device_name, what)
+        deadline = self._lost_since + self.recover_timeout_s
+        with self._lock:
+            dead = self._stream
+        if dead is not None:
+            try:
+                dead.abort()
+                dead.close()
+            except Exception as exc:
+                log.debug("closing the dead output stream: %s", exc)
+        delay, attempts, problem = REOPEN_BACKOFF_S[0], 0, "no time left to reopen it"
+        while not self._quit.is_set() and time.monotonic() < deadline:
+            attempts += 1
+            with self._lock:
+                if self._quit.is_set() or self._stream is not dead:
+                    return "stopped"
+                try:
+                    stream = sd.OutputStream(**self._stream_settings())
+                    try:
+                        stream.start()
+                    except BaseException:
+                        stream.close()
+                        raise
+                except (sd.PortAudioError, ValueError) as exc:
+                    problem = f"reopening failed: {exc}"
+                    log.info("reopening %r (attempt %d) failed: %s", self.device_name, attempts, exc)
+                else:
+                    self._stream = stream
+                    self._recoveries += 1
+                    self._last_progress = time.monotonic()
+                    log.warning(
+                        "the output stream on %r was reopened after %.2f s (recovery %d)",
+                        self.device_name,
+                        time.monotonic() - self._lost_since,
+                        self._recoveries,
+                    )
+                    return None
+            if self._quit.wait(delay):
+                break
+            delay = min(2 * delay, REOPEN_BACKOFF_S[1])
+        return "stopped" if self._quit.is_set() else problem
 
     def _stop_from_producer(self) -> None:
         """Close the stream from the producer thread after an error (the thread then exits)."""

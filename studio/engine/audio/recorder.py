@@ -22,6 +22,23 @@ Crash safety (measured here, libsndfile 1.2.2 via soundfile 0.14, by killing a w
 So the writer updates the header after every drain that wrote audio, at most every
 ``header_interval_s`` (0.1 s): a kill loses at most that plus one drain period (~0.15 s), and the file
 always opens. ``sync_interval_s`` additionally fsyncs every few seconds against power loss.
+
+Recovery from a dead stream (measured here through PortAudio 19.6's ALSA ``pulse`` plugin): when the
+sound server goes away or hiccups under load, PortAudio's capture thread ends with
+``PaAlsaStream_WaitForFrames failed`` and the stream turns inactive; a suspended source just stops
+calling back. The device index stays valid (PortAudio lists devices once), and a new stream on it
+works as soon as the server is back. So the writer thread, on a stream that is inactive or silent for
+``STALL_TIMEOUT_S``, writes out what the old stream captured, closes it and opens a new one with the
+same settings, retrying with backoff (0.1 s doubling to 1 s) for up to ``recover_timeout_s``; only when
+that fails does the recording end with an AudioDeviceError in ``last_error``.
+
+The file's timeline stays honest: the span the device lost is written as SILENCE, so a position in
+the file is still wall-clock time since ``start()`` (what a take laid against other tracks needs).
+Each such span is listed in ``gaps`` (``RecordingGap``: where in the file, how long), counted once in
+``overflows`` and its frames in ``dropped_frames``, and logged as a warning. The span is measured with
+the streams' ADC timestamps (``inputBufferAdcTime``: end of the old stream's last block to the start
+of the new stream's first one), falling back to ``time.monotonic`` at the callbacks when the host
+API gives no usable timestamps.
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,7 +68,22 @@ DEFAULT_HISTORY_S = 10.0  # how much ``recent()`` can return
 WRITER_PERIOD_S = 0.05
 DEFAULT_HEADER_INTERVAL_S = 0.1
 DEFAULT_SYNC_INTERVAL_S = 5.0
-STALL_TIMEOUT_S = 3.0
+STALL_TIMEOUT_S = 3.0  # no callback for this long means the stream died quietly
+DEFAULT_RECOVER_TIMEOUT_S = 5.0  # keep trying to reopen a dead stream this long before giving up
+REOPEN_BACKOFF_S = (0.1, 1.0)  # first wait between reopen attempts, doubling up to the second
+
+
+@dataclass(frozen=True)
+class RecordingGap:
+    """A span the input device lost and the file holds as silence (see the module doc).
+
+    ``start_s``: where the silence begins in the file, seconds. ``duration_s``: its length, seconds.
+    ``reason``: what happened to the stream, for logs and status lines.
+    """
+
+    start_s: float
+    duration_s: float
+    reason: str
 
 
 class RecorderState(enum.StrEnum):
@@ -94,6 +127,8 @@ class Recorder:
     ``device``: name, index or None (the default input). ``sample_rate``: Hz, None for the device's
     preferred rate (48000 for sound-server devices). ``channels``: 1 = mono. ``subtype``: the sample
     encoding, e.g. "PCM_16", "PCM_24", "FLOAT" (formats that do not take it use their default).
+    ``recover_timeout_s``: how long to keep reopening a stream that died before giving up (0: never
+    reopen; the recording then ends at the first stream failure).
 
     Thread-safe: ``start``/``stop`` from any thread (both idempotent); status properties are cheap.
     """
@@ -113,6 +148,7 @@ class Recorder:
         history_s: float = DEFAULT_HISTORY_S,
         header_interval_s: float = DEFAULT_HEADER_INTERVAL_S,
         sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S,
+        recover_timeout_s: float = DEFAULT_RECOVER_TIMEOUT_S,
     ) -> None:
         self.path = os.fspath(path)
         self.format = _major_format(self.path)
@@ -131,6 +167,9 @@ class Recorder:
         self.history_s = history_s
         self.header_interval_s = header_interval_s
         self.sync_interval_s = sync_interval_s
+        if recover_timeout_s < 0:
+            raise ValueError(f"recover_timeout_s must be >= 0, got {recover_timeout_s}")
+        self.recover_timeout_s = float(recover_timeout_s)
         self.sample_rate = 0
         self.device_info: devices.DeviceInfo | None = None
         self._lock = threading.Lock()
@@ -148,6 +187,13 @@ class Recorder:
         self._dropped_frames = 0
         self._device_overflows = 0
         self._callbacks = 0
+        self._gaps: list[RecordingGap] = []
+        self._gap_frames = 0
+        # Written by the callback, read by the writer: the last block's ADC time (s, PortAudio's clock),
+        # length (frames) and arrival (time.monotonic); the first block of a reopened stream likewise.
+        self._last_block: tuple[float, int, float] | None = None
+        self._awaiting_first_block = False
+        self._first_block: tuple[float, int, float] | None = None
         self._target_path = self.path
         self._partial_path: str | None = None
         self._max_frames: int | None = None
@@ -176,16 +222,7 @@ class Recorder:
             self._max_frames = None if self.max_seconds is None else int(round(self.max_seconds * rate))
             self._file = self._open_file(rate)
             try:
-                self._stream = sd.InputStream(
-                    device=info.index,
-                    samplerate=rate,
-                    channels=self.channels,
-                    dtype="float32",
-                    blocksize=self.blocksize,
-                    latency=self.latency,
-                    callback=self._callback,
-                )
-                self._stream.start()
+                self._stream = self._open_stream()
             except (sd.PortAudioError, ValueError) as exc:
                 self._close_stream()
                 self._close_file()
@@ -201,6 +238,25 @@ class Recorder:
             self._thread.start()
         log.info("recording %r from %r at %d Hz, %d ch", self.path, info.name, rate, self.channels)
         return self
+
+    def _open_stream(self):
+        """Open and start an input stream on the resolved device (start and recovery)."""
+        sd = devices.sd()
+        stream = sd.InputStream(
+            device=self.device_info.index,
+            samplerate=self.sample_rate,
+            channels=self.channels,
+            dtype="float32",
+            blocksize=self.blocksize,
+            latency=self.latency,
+            callback=self._callback,
+        )
+        try:
+            stream.start()
+        except BaseException:
+            stream.close()
+            raise
+        return stream
 
     def stop(self) -> str:
         """Stop, write what is buffered, finalise the file and return its path (idempotent)."""
@@ -251,20 +307,27 @@ class Recorder:
         ring = self._ring
         if ring is None or not self.sample_rate:
             return 0.0
-        captured = ring.write_pos + self._dropped_frames
+        captured = ring.write_pos + self._dropped_frames + self._gap_frames
         if self._max_frames is not None:
             captured = min(captured, self._max_frames)
         return captured / self.sample_rate
 
     @property
     def overflows(self) -> int:
-        """Times audio was lost: the ring was full, plus PortAudio's input_overflow flags."""
-        return self._ring_overflows + self._device_overflows
+        """Times audio was lost: the ring was full, PortAudio's input_overflow flags, and gaps (the
+        stream died and was reopened)."""
+        return self._ring_overflows + self._device_overflows + len(self._gaps)
 
     @property
     def dropped_frames(self) -> int:
-        """Frames lost because the ring was full (the writer thread fell behind)."""
-        return self._dropped_frames
+        """Frames lost: the ring was full (the writer fell behind; not in the file), plus the frames of
+        every gap (the stream was reopened; in the file as silence)."""
+        return self._dropped_frames + self._gap_frames
+
+    @property
+    def gaps(self) -> tuple[RecordingGap, ...]:
+        """Spans the device lost while the stream was reopened, held as silence in the file."""
+        return tuple(self._gaps)
 
     @property
     def level(self) -> Levels:
@@ -294,13 +357,23 @@ class Recorder:
 
     # ---------------------------------------------------------------------------------- callback
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
-        """PortAudio's thread: copy into the ring and count. No allocation of sample memory, no logs."""
+        """PortAudio's thread: copy into the ring and count. No allocation of sample memory, no logs.
+
+        Also notes each block's timing (one tuple) so the writer can measure a gap after a reopen; the
+        first block of a reopened stream is noted BEFORE its frames enter the ring, so the writer never
+        sees new audio without knowing where the gap ends.
+        """
         if status.input_overflow:
             self._device_overflows += 1
+        block = (float(time_info.inputBufferAdcTime), frames, time.monotonic())
+        if self._awaiting_first_block:
+            self._first_block = block
+            self._awaiting_first_block = False
         n = self._ring.write(indata)
         if n < frames:
             self._ring_overflows += 1
             self._dropped_frames += frames - n
+        self._last_block = block
         self._callbacks += 1
 
     # ---------------------------------------------------------------------------------- writer
@@ -339,20 +412,18 @@ class Recorder:
                 if now - last_sync >= self.sync_interval_s:
                     self._file.flush()  # fsync: survive a power cut, not only a crash
                     last_sync = now
-                if quitting or (self._max_frames is not None and self._frames_written >= self._max_frames):
+                if quitting or self._reached_max():
                     break
                 if self._callbacks != last_callbacks:
                     last_callbacks, last_progress = self._callbacks, now
                 stream = self._stream
-                if stream is None or not stream.active or now - last_progress > STALL_TIMEOUT_S:
-                    name = self.device_info.name if self.device_info else "?"
-                    self._last_error = devices.AudioDeviceError(
-                        f"the input device {name!r} stopped delivering audio (unplugged or taken by another "
-                        f"program?); recording ended at {self._frames_written / self.sample_rate:.2f} s, "
-                        f"saved in {self._target_path!r}"
-                    )
-                    log.warning("%s", self._last_error)
-                    break
+                dead = stream is None or not stream.active
+                if dead or now - last_progress > STALL_TIMEOUT_S:
+                    reason = "stopped" if dead else f"delivered nothing for {STALL_TIMEOUT_S:g} s"
+                    if not self._recover(reason):
+                        break
+                    last_callbacks, last_progress = self._callbacks, time.monotonic()
+                    continue
                 self._quit.wait(WRITER_PERIOD_S)
         except Exception as exc:  # disk full, file removed …: keep what was written
             self._last_error = exc
@@ -363,11 +434,113 @@ class Recorder:
             self._finish_partial()
             self._state = RecorderState.STOPPED
             log.info(
-                "recorded %.2f s to %r (%d overflows)",
+                "recorded %.2f s to %r (%d overflows, %d gaps)",
                 self._frames_written / max(self.sample_rate, 1),
                 self._target_path,
                 self.overflows,
+                len(self._gaps),
             )
+
+    def _reached_max(self) -> bool:
+        return self._max_frames is not None and self._frames_written >= self._max_frames
+
+    # ---------------------------------------------------------------------------------- recovery
+    def _recover(self, reason: str) -> bool:
+        """Writer thread: replace a dead input stream (see the module doc).
+
+        Returns True when a new stream delivers audio again (the gap is then in the file as silence),
+        False when the writer should end: ``stop()`` was called (no error) or reopening failed for
+        ``recover_timeout_s`` (``last_error`` says so).
+        """
+        name = self.device_info.name if self.device_info else "?"
+        lost_at = time.monotonic()
+        at_s = self._frames_written / self.sample_rate
+        log.warning("the input stream from %r %s at %.2f s; reopening it", name, reason, at_s)
+        self._close_stream(abort=True)
+        self._drain()  # what the old stream captured before it died
+        last_block = self._last_block
+        deadline = lost_at + self.recover_timeout_s
+        delay, attempts, problem = REOPEN_BACKOFF_S[0], 0, reason
+        while not self._quit.is_set() and time.monotonic() < deadline:
+            attempts += 1
+            self._first_block = None
+            self._awaiting_first_block = True
+            try:
+                self._stream = self._open_stream()
+            except (devices.sd().PortAudioError, ValueError) as exc:
+                self._awaiting_first_block = False
+                problem = f"reopening failed: {exc}"
+                log.info("reopening %r (attempt %d) failed: %s", name, attempts, exc)
+            else:
+                opened = time.monotonic()
+                while self._awaiting_first_block and time.monotonic() - opened < STALL_TIMEOUT_S:
+                    if self._quit.wait(WRITER_PERIOD_S / 2):
+                        break
+                if not self._awaiting_first_block:
+                    self._fill_gap(last_block, self._first_block, lost_at, reason)
+                    return True
+                self._awaiting_first_block = False
+                self._close_stream(abort=True)
+                if self._quit.is_set():
+                    break
+                problem = f"the reopened stream delivered nothing for {STALL_TIMEOUT_S:g} s"
+            if self._quit.wait(delay):
+                break
+            delay = min(2 * delay, REOPEN_BACKOFF_S[1])
+        if self._quit.is_set():
+            return False  # stopped while recovering: not an error
+        self._last_error = devices.AudioDeviceError(
+            f"the input device {name!r} stopped delivering audio and could not be reopened within "
+            f"{self.recover_timeout_s:g} s ({problem}; unplugged, taken by another program, or the "
+            f"sound server stopped?); recording ended at {at_s:.2f} s, saved in {self._target_path!r}"
+        )
+        log.warning("%s", self._last_error)
+        return False
+
+    def _fill_gap(self, before, after, lost_at: float, reason: str) -> None:
+        """Write the span between the old stream's last block and the new one's first as silence.
+
+        ``before``/``after``: ``(adc_time_s, frames, monotonic_s)`` of those blocks (``before`` None
+        when the first stream never delivered). Called before any new audio is drained.
+        """
+        rate = self.sample_rate
+        adc_after, frames_after, mono_after = after
+        new_start_mono = mono_after - frames_after / rate  # arrival of the new block, less its length
+        if before is None:
+            gap_s = max(new_start_mono - self._started_at, 0.0)
+        else:
+            adc_before, frames_before, mono_before = before
+            wall_gap = new_start_mono - mono_before
+            gap_s = wall_gap
+            if adc_before > 0 and adc_after > 0:  # the host API gives capture timestamps
+                adc_gap = adc_after - (adc_before + frames_before / rate)
+                if -0.05 <= adc_gap <= wall_gap + 1.0:  # same clock, no jump: trust it
+                    gap_s = adc_gap
+        frames = max(int(round(gap_s * rate)), 0)
+        if self._max_frames is not None:
+            frames = min(frames, max(self._max_frames - self._frames_written, 0))
+        start_s = self._frames_written / rate
+        self._write_silence(frames)
+        gap = RecordingGap(start_s, frames / rate, reason)
+        self._gaps.append(gap)
+        self._gap_frames += frames
+        log.warning(
+            "the input stream was reopened after %.2f s; %.3f s of lost audio written as silence at %.2f s",
+            time.monotonic() - lost_at,
+            gap.duration_s,
+            start_s,
+        )
+
+    def _write_silence(self, frames: int) -> None:
+        block = np.zeros((min(frames, 65536), self.channels), dtype=np.float32)
+        left = frames
+        while left > 0:
+            part = block[: min(left, block.shape[0])]
+            self._file.write(part)
+            self._history.append(part)
+            self._meter.update(part)
+            left -= part.shape[0]
+        self._frames_written += frames
 
     def _drain(self) -> int:
         ring = self._ring
@@ -384,11 +557,15 @@ class Recorder:
         self._frames_written += n
         return n
 
-    def _close_stream(self) -> None:
+    def _close_stream(self, abort: bool = False) -> None:
+        """Close the input stream; ``abort`` for a dead or stalled one (nothing left to wait for)."""
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
-                stream.stop()
+                if abort:
+                    stream.abort()
+                else:
+                    stream.stop()
                 stream.close()
             except Exception as exc:  # the device may be gone
                 log.debug("closing the input stream failed: %s", exc)
