@@ -14,7 +14,7 @@ import pytest
 
 from studio.cli import main
 from studio.engine.bench import measure
-from studio.engine.bench.sizes import REFERENCE, model_for
+from studio.engine.bench.sizes import REFERENCE, model_for, models_for
 
 RUN_KEYS = {
     "path", "description", "samples", "audio_seconds", "wall_s", "khz", "realtime", "first_block_ms",
@@ -22,7 +22,7 @@ RUN_KEYS = {
 }
 CASE_KEYS = {
     "family", "case", "description", "size", "source", "note", "sample_rate", "parameters", "config", "options",
-    "device", "torch_version", "fast", "baseline", "speedup", "targets", "meets_targets",
+    "device", "torch_version", "fast", "baseline", "speedup", "targets", "meets_targets", "model",
 }
 
 
@@ -133,6 +133,28 @@ def test_default_size_uses_a_bundled_model_when_there_is_one(tmp_path, monkeypat
     spec = model_for("wavernn", "default")
     assert spec.source == "bundled" and "speech-rnn" in spec.note
     assert spec.config["rnn_dims"] == tiny.config.rnn_dims
+
+
+def test_default_size_benches_every_bundled_model_of_a_family(tmp_path, monkeypatch, capsys):
+    from studio.engine.checkpoints import save_checkpoint
+
+    for name, seed in (("music-net", 1), ("speech-net", 2)):
+        model = model_for("wavenet", "tiny", seed=seed).model
+        model.name = name
+        save_checkpoint(model, tmp_path / name)
+    monkeypatch.setenv("STUDIO_BUNDLED_MODELS_DIR", str(tmp_path))
+    assert [s.model.name for s in models_for("wavenet", "default")] == ["music-net", "speech-net"]
+    assert [s.source for s in models_for("wavenet", "tiny")] == ["tiny"]
+    status = main(["bench", "--json", "--size", "default", "--family", "wavenet", "--seconds", "0.05",
+                   "--baseline-budget", "0.1"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0
+    runs = [(c["model"], c["case"]) for c in report["cases"]]
+    assert runs == [("music-net", "single"), ("music-net", "folded"), ("speech-net", "single"),
+                    ("speech-net", "folded")]
+    for case in report["cases"]:  # held to the bundled-model targets
+        assert case["source"] == "bundled" and case["targets"]["realtime"] == 1.5
+        assert isinstance(case["meets_targets"], bool)
 
 
 def test_peak_memory_sees_a_large_temporary_allocation():

@@ -16,6 +16,7 @@ import torch
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.models import fast_linear
 from studio.engine.models import wavenet_fold as wn_fold
+from studio.engine.models import wavenet_native as wn_native
 from studio.engine.models import wavernn_fold as rnn_fold
 from studio.engine.models.base import GenerateRequest
 from studio.engine.models.fast_linear import Affine
@@ -272,3 +273,86 @@ def test_wavernn_conditioning_by_spans_equals_the_whole_input(pad):
             torch.testing.assert_close(got[1, : max(0, total - 300 - t0)], whole[0, 300 + t0 : 350 + t0],
                                        rtol=1e-5, atol=1e-5)
     assert whole.abs().max() > 0.05
+
+
+# -- native WaveNet step loop -----------------------------------------------------------------------------
+def native_wavenet(**changes) -> WaveNet:
+    torch.manual_seed(5)
+    base = dict(kernel_size=3, layers=6, dilation_cycle=3, residual_channels=16, gate_channels=24, skip_channels=72,
+                n_mels=8, upsample_scales=(8, 8), n_speakers=2, speaker_dim=3)
+    model = WaveNet(WaveNetConfig(**{**base, **changes}), PROFILE).eval()
+    with torch.no_grad():  # random biases, so the folded biases and the constant-1 column are exercised
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def test_native_library_builds_where_a_compiler_exists():
+    import shutil
+
+    if not any(shutil.which(c) for c in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler on this machine: the native loop is optional there")
+    assert wn_native.native_library() is not None
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_native_wavenet_logits_equal_the_full_network(kernel_size):
+    lib = wn_native.native_library()
+    if lib is None:
+        pytest.skip("native loop unavailable (no compiler)")
+    model = native_wavenet(kernel_size=kernel_size)
+    length = 150
+    x = torch.randint(0, 256, (1, length), generator=torch.Generator().manual_seed(2))
+    speaker = torch.tensor([1])
+    with torch.no_grad():
+        cond = model.upsample(mel(3))[..., :length]
+        full = model(x, cond, speaker)[0].t()  # [T, C]
+    native = wn_native.NativeWaveNet(model, lib)
+    with torch.inference_mode():
+        biases = model.layer_biases(cond, speaker, 1, length, native.projection) * native.gate_scale
+        # in two calls: the rings carry the past across calls
+        got = torch.cat([native.logits(x[0, :61], biases[:61]), native.logits(x[0, 61:], biases[61:])])
+    assert full.abs().max() > 0.1
+    torch.testing.assert_close(got, full, atol=1e-5, rtol=0)
+
+
+def test_native_generation_equals_the_torch_steps_and_the_plain_path():
+    model = native_wavenet()
+    request = GenerateRequest(mel=mel(20).numpy()[0], seed=4, temperature=0.9, block_size=301,
+                              options={"speaker": 1})  # 1280 samples: crosses noise blocks and chunks
+    native = model.generate(request)
+    torch_steps = model.generate(GenerateRequest(**{**request.__dict__, "options": {"speaker": 1, "native": False}}))
+    np.testing.assert_array_equal(native, torch_steps)
+    short = GenerateRequest(mel=mel(3).numpy()[0], seed=4, temperature=0.9, options={"speaker": 1})
+    np.testing.assert_array_equal(model.generate(short), model.generate_plain(short))
+    greedy = GenerateRequest(mel=mel(6).numpy()[0], temperature=0.0, block_size=50)
+    np.testing.assert_array_equal(
+        model.generate(greedy), model.generate(GenerateRequest(**{**greedy.__dict__, "options": {"native": False}}))
+    )
+
+
+def test_native_loop_falls_back_when_the_build_fails_and_reuses_its_cache(tmp_path, monkeypatch, caplog):
+    model = native_wavenet(layers=3)
+    request = GenerateRequest(mel=mel(4).numpy()[0], seed=1, options={"speaker": 0})
+    expected = model.generate(GenerateRequest(**{**request.__dict__, "options": {"speaker": 0, "native": False}}))
+    monkeypatch.setenv("WAVEFORM_STUDIO_CACHE", str(tmp_path))
+    monkeypatch.setattr(wn_native, "_state", {})
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    with caplog.at_level("WARNING"):
+        assert wn_native.native_library() is None
+        np.testing.assert_array_equal(model.generate(request), expected)  # the torch steps, same samples
+    assert "native WaveNet step loop unavailable" in caplog.text
+    monkeypatch.delenv("CC")
+    monkeypatch.setattr(wn_native, "_state", {})
+    if wn_native._compiler() is None:
+        pytest.skip("no C compiler on this machine")
+    assert wn_native.native_library() is not None
+    built = list((tmp_path / "native").glob("wavenet_native-*.so"))
+    assert len(built) == 1
+    monkeypatch.setenv("CC", "false")  # cached: no compiler needed any more
+    monkeypatch.setattr(wn_native, "_state", {})
+    assert wn_native.native_library() is not None
+    np.testing.assert_array_equal(model.generate(request), expected)
+    monkeypatch.setenv(wn_native.ENV_DISABLE, "1")
+    monkeypatch.setattr(wn_native, "_state", {})
+    assert wn_native.native_library() is None

@@ -244,6 +244,38 @@ def test_cancel_stops_between_segments():
     assert model.generate(GenerateRequest(mel=mel, cancel=token)).shape == (0,)
 
 
+def test_cancel_lands_within_200_ms_even_mid_chunk():
+    """A chunk of this size takes seconds; the cancel is polled between coupling layers, not chunks."""
+    import threading
+    import time
+
+    config = WaveGlowConfig(n_mels=8, n_flows=12, n_group=8, n_early_every=4, n_early_size=2,
+                            wn_layers=8, wn_channels=128, wn_kernel_size=3, upsample_window=128)  # fmt: skip
+    model = tiny_model(seed=3, config=config)
+    mel = random_mel(600)[0].numpy()  # 38400 samples in ONE chunk: 96 coupling layers over 4800 steps
+    token = CancelToken()
+    request = GenerateRequest(mel=mel, cancel=token, options={"chunk_frames": 600})
+    got: list[np.ndarray] = []
+    ended = threading.Event()
+
+    def consume():
+        for block in model.stream(request):
+            got.append(block)
+        ended.set()
+
+    worker = threading.Thread(target=consume, daemon=True)
+    worker.start()
+    time.sleep(0.5)
+    assert not ended.is_set()
+    cancelled_at = time.perf_counter()
+    token.cancel()
+    assert ended.wait(5.0)
+    latency = time.perf_counter() - cancelled_at
+    worker.join()
+    assert latency < 0.2, f"stream ended {latency * 1000:.0f} ms after cancel"
+    assert got == []  # cancelled inside the only chunk: nothing half-made is yielded
+
+
 # -- training ---------------------------------------------------------------------------------------
 
 

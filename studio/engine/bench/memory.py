@@ -10,8 +10,9 @@ Targets (issue 6, bundled default models): peak <= 1.5 GB for 60 s, and growth n
 output's own growth plus ``GROWTH_ALLOWANCE_MIB`` plus ``STATE_BYTES_PER_SAMPLE`` per sample of
 per-sample bookkeeping the autoregressive paths keep (sampled classes int64 and uniforms float32).
 
-The fastest streaming path of each family is used: folded for WaveNet and WaveRNN, the chunked
-flow for WaveGlow (``PATHS``). Child entry point: ``python -m studio.engine.bench.memory --child ...``
+The fastest streaming path of each family is used (``PATHS``): the single stream for WaveNet (its
+native step loop outruns the folded batch on small models, and it is what live playback uses),
+folded for WaveRNN, the chunked flow for WaveGlow. Child entry point: ``python -m studio.engine.bench.memory --child ...``
 prints one JSON object. Runs on the calling thread and blocks until the children are done.
 """
 
@@ -24,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-PATHS: dict[str, dict[str, Any]] = {"wavenet": {"folded": True}, "wavernn": {"folded": True}, "waveglow": {}}
+PATHS: dict[str, dict[str, Any]] = {"wavenet": {}, "wavernn": {"folded": True}, "waveglow": {}}
 PEAK_TARGET_MIB = 1.5 * 1024
 GROWTH_ALLOWANCE_MIB = 64.0
 STATE_BYTES_PER_SAMPLE = 16
@@ -78,6 +79,12 @@ def measure_in_subprocess(family: str, size: str, seconds: float, seed: int = 0,
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _path_name(family: str) -> str:
+    if PATHS[family].get("folded"):
+        return "folded"
+    return "chunked" if family == "waveglow" else "single stream"
+
+
 def memory_case(family: str, size: str, seconds: float, short_seconds: float, seed: int = 0,
                 threads: int | None = None) -> dict[str, Any]:
     """Short and long run of ``family``; peaks, growth, the output's share of it and the verdict."""
@@ -91,7 +98,7 @@ def memory_case(family: str, size: str, seconds: float, short_seconds: float, se
     if size == "default":
         meets = bool(long["peak_rss_mib"] <= PEAK_TARGET_MIB and growth <= allowed)
     summary = (
-        f"{family} ({'folded' if PATHS[family].get('folded') else 'chunked'}): peak {short['peak_rss_mib']:.0f} MiB "
+        f"{family} ({_path_name(family)}): peak {short['peak_rss_mib']:.0f} MiB "
         f"for {short['seconds']:g} s, {long['peak_rss_mib']:.0f} MiB for {long['seconds']:g} s (growth "
         f"{growth:+.0f} MiB; output itself {output_growth:.0f} MiB; allowed {allowed:.0f} MiB)"
         + ("" if meets is None else f"; {'meets' if meets else 'misses'} target (peak <= {PEAK_TARGET_MIB:.0f} MiB)")

@@ -17,9 +17,13 @@ def _load(value: list[float] | None) -> str:
     return "n/a" if value is None else " ".join(f"{x:.2f}" for x in value)
 
 
+def _label(case: CaseResult) -> str:
+    return f"{case.family} {case.case}" + (f" ({case.model})" if case.source == "bundled" else "")
+
+
 def _run_row(case: CaseResult, run: RunResult) -> list[str]:
     return [
-        f"{case.family} {case.case}" if run.path == "fast" else "",
+        _label(case) if run.path == "fast" else "",
         run.path,
         f"{run.khz:.3f}",
         f"{run.realtime:.3f}x",
@@ -66,7 +70,7 @@ def render_text(report: BenchReport) -> str:
     lines.append("")
     for case in report.cases:
         lines.append(
-            f"{case.family} {case.case}: {case.speedup:.1f}x the baseline "
+            f"{_label(case)}: {case.speedup:.1f}x the baseline "
             f"({case.baseline.description}, on {case.baseline.samples} samples); {_verdict(case)}"
         )
     notes = sorted({c.note for c in report.cases if c.note})

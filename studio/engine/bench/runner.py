@@ -22,9 +22,10 @@ import torch
 from studio.engine.audio.features import compute_mel
 from studio.engine.bench import cases as bench_cases
 from studio.engine.bench.measure import MachineInfo, PeakMemory, device_clock, load_average
-from studio.engine.bench.sizes import FAMILIES, SIZES, model_for
+from studio.engine.bench.sizes import FAMILIES, SIZES, models_for
 from studio.engine.bench.targets import targets_for
 from studio.engine.models.base import WaveformModel
+from studio.engine.models.fast_linear import auto_threads
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class CaseResult:
     size: str
     source: str
     note: str
+    model: str  # the model's name (the bundled checkpoint's for --size default)
     sample_rate: int
     parameters: int
     config: dict[str, Any]
@@ -161,7 +163,15 @@ def run_fast(model: WaveformModel, case: bench_cases.Case, mel: np.ndarray, num_
              options: BenchOptions) -> RunResult:
     """A cold first block (then stopped), and a measured full stream of ``num_samples``."""
     device = options.device
-    request = bench_cases.request_for(case, mel, num_samples, options.seed, device)
+    extra: dict[str, Any] = {}
+    threads = torch.get_num_threads()
+    if model.family == "waveglow" and bench_cases.supports_option(model, "threads"):
+        # WaveGlow picks its own thread count per chunk ("auto") unless --threads names one
+        if options.threads is not None:
+            extra["threads"] = options.threads
+        elif device.startswith("cpu"):
+            threads = auto_threads()
+    request = bench_cases.request_for(case, mel, num_samples, options.seed, device, **extra)
     t0 = device_clock(device)
     stream = model.stream(request)
     next(stream, None)
@@ -181,7 +191,7 @@ def run_fast(model: WaveformModel, case: bench_cases.Case, mel: np.ndarray, num_
         path="fast", description=case.description, samples=samples, audio_seconds=samples / model.sample_rate,
         wall_s=wall, khz=khz, realtime=khz * 1000.0 / model.sample_rate, first_block_ms=first_ms,
         cold_first_block_ms=cold_ms, peak_rss_mib=memory.peak_mib, cuda_peak_mib=memory.cuda_peak_mib,
-        threads=torch.get_num_threads(), load_average=load_average(),
+        threads=threads, load_average=load_average(),
     )
 
 
@@ -230,7 +240,7 @@ def run_case(model: WaveformModel, fast: WaveformModel, case: bench_cases.Case, 
     targets = targets_for(case.family, case.name, options.size, options.device)
     return CaseResult(
         family=case.family, case=case.name, description=case.description, size=options.size, source=spec.source,
-        note=spec.note, sample_rate=model.sample_rate, parameters=model.parameter_count(), config=spec.config,
+        note=spec.note, model=str(getattr(model, "name", "") or case.family), sample_rate=model.sample_rate, parameters=model.parameter_count(), config=spec.config,
         options=dict(case.options), device=options.device, torch_version=torch.__version__, fast=fast_result,
         baseline=base, speedup=fast_result.khz / base.khz if base.khz > 0 else float("inf"), targets=targets,
         meets_targets=_meets(targets, fast_result),
@@ -260,16 +270,16 @@ def run_bench(options: BenchOptions) -> BenchReport:
     try:
         report = BenchReport(options, MachineInfo.probe(options.device), load_average())
         for family in options.families:
-            spec = model_for(family, options.size, options.seed)
-            model = spec.model.to(options.device)
-            if spec.source == "training default":
-                log.warning(spec.note)
-            fast = bench_cases.fast_model(model)
-            num_samples = max(1, round(options.seconds * model.sample_rate))
-            mel = mel_for_samples(model, num_samples, options.seed)
-            for case in bench_cases.cases_for(model):
-                report.cases.append(run_case(model, fast, case, spec, mel, num_samples, options))
-            del model, fast, spec
+            for spec in models_for(family, options.size, options.seed):
+                model = spec.model.to(options.device)
+                if spec.source == "training default":
+                    log.warning(spec.note)
+                fast = bench_cases.fast_model(model)
+                num_samples = max(1, round(options.seconds * model.sample_rate))
+                mel = mel_for_samples(model, num_samples, options.seed)
+                for case in bench_cases.cases_for(model):
+                    report.cases.append(run_case(model, fast, case, spec, mel, num_samples, options))
+                del model, fast, spec
         report.load_average_end = load_average()
         return report
     finally:

@@ -128,18 +128,25 @@ def _randomise_zero_init(model: WaveformModel, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
 
 
-def bundled_model(family: str) -> WaveformModel | None:
-    """The first bundled checkpoint of ``family`` (by name), loaded; None when none is bundled."""
+def bundled_models(family: str) -> list[WaveformModel]:
+    """Every bundled checkpoint of ``family`` (in catalogue order), loaded; empty when none is bundled."""
     from studio.engine.catalog import bundled_models_dir, scan_models
     from studio.engine.checkpoints import load_model
 
     folder = bundled_models_dir()
     if folder is None:
-        return None
-    for entry in scan_models([(folder, True)]).entries:
-        if entry.card.family == family:
-            return load_model(entry.path, family=family)
-    return None
+        return []
+    return [
+        load_model(entry.path, family=family)
+        for entry in scan_models([(folder, True)]).entries
+        if entry.card.family == family
+    ]
+
+
+def bundled_model(family: str) -> WaveformModel | None:
+    """The first bundled checkpoint of ``family`` (by name), loaded; None when none is bundled."""
+    models = bundled_models(family)
+    return models[0] if models else None
 
 
 def training_default_spec(family: str) -> SizeSpec:
@@ -152,6 +159,18 @@ def training_default_spec(family: str) -> SizeSpec:
     config = fit_config_to_profile(fields, dict(recipe.config), set(), profile)
     config = {k: v for k, v in config.items() if k in fields}
     return SizeSpec(recipe.profile, config, "")
+
+
+def models_for(family: str, size: str, seed: int = 0) -> list[ModelSpec]:
+    """Like ``model_for``, but for ``size="default"`` every bundled model of the family (each vocoder is
+    held to the default-model targets), or the training default when none is bundled."""
+    if size == "default" and family in FAMILIES:
+        bundled = bundled_models(family)
+        if bundled:
+            return [
+                ModelSpec(m, "bundled", f"bundled model '{m.name}'", dataclasses.asdict(m.config)) for m in bundled
+            ]
+    return [model_for(family, size, seed)]
 
 
 def model_for(family: str, size: str, seed: int = 0) -> ModelSpec:

@@ -28,8 +28,9 @@ from torch.nn.utils import parametrize
 
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
+from studio.engine.models.fast_linear import auto_threads, intra_op_threads
 from studio.engine.models.waveglow_denoiser import WaveGlowDenoiser
-from studio.engine.models.waveglow_fast import FastWN
+from studio.engine.models.waveglow_fast import FastWN, InferenceCancelled
 from studio.engine.models.waveglow_flow import (
     WN,
     Invertible1x1Conv,
@@ -125,6 +126,7 @@ class WaveGlow(WaveformModel):
 
     family = "waveglow"
     config_class = WaveGlowConfig
+    STREAM_OPTIONS = ("chunk_frames", "overlap_frames", "fp16", "threads")
 
     def __init__(self, config: WaveGlowConfig, profile: FeatureProfile) -> None:
         super().__init__(config, profile)
@@ -275,6 +277,7 @@ class WaveGlow(WaveformModel):
         generator: torch.Generator | None = None,
         z: torch.Tensor | None = None,
         fast: bool = False,
+        should_stop=None,
     ) -> torch.Tensor:
         """Run the flows backwards: mel [B, n_mels, F] → audio [B, F · hop] (not clamped).
 
@@ -282,6 +285,8 @@ class WaveGlow(WaveformModel):
         as N(0, σ²) from ``generator`` (torch's global one when None). Runs under inference mode.
         fast: run the couplings from a snapshot of their weights (``waveglow_fast``; the same function,
         faster on a CPU); False runs the modules themselves (the plain baseline).
+        should_stop: optional callable polled between flows (and, on the fast path, between coupling
+        layers); when it returns True, ``InferenceCancelled`` (``waveglow_fast``) is raised.
         """
         self._check_mel(mel)
         if not sigma >= 0:
@@ -299,9 +304,11 @@ class WaveGlow(WaveformModel):
             couplings = self.fast_couplings() if fast else self.WN
             x = z[:, len(self._early) * e :]
             for k in reversed(range(self.config.n_flows)):
+                if should_stop is not None and should_stop():
+                    raise InferenceCancelled
                 half = x.shape[1] // 2
                 x0 = x[:, :half]
-                out = couplings[k](x0, cond)
+                out = couplings[k](x0, cond, should_stop) if fast else couplings[k](x0, cond)
                 shift, log_s = out[:, :half], out[:, half:]
                 x1 = (x[:, half:] - shift) * torch.exp(-log_s)
                 x = self.convinv[k].inverse(torch.cat([x0, x1.to(x0.dtype)], dim=1))
@@ -334,7 +341,9 @@ class WaveGlow(WaveformModel):
 
         request.options: "chunk_frames" (frames per yielded segment; default max(32, 2 · overlap)),
         "overlap_frames" (context per side; default ``overlap_frames``, less is faster but no longer
-        exact), "fp16" (half precision autocast on CUDA; ignored on CPU, which stays float32).
+        exact), "fp16" (half precision autocast on CUDA; ignored on CPU, which stays float32),
+        "threads" (torch intra-op threads while a chunk runs: an int, None = the process setting, or
+        "auto", the default: all cores on an idle machine, one on a loaded one, ``fast_linear.auto_threads``).
         """
         if mel is None:
             raise ValueError("WaveGlow is mel-conditioned: give mel frames")
@@ -354,13 +363,22 @@ class WaveGlow(WaveformModel):
         fp16 = bool(request.options.get("fp16", False)) and mel.device.type == "cuda"
         precision = torch.autocast("cuda", dtype=torch.float16) if fp16 else contextlib.nullcontext()
         denoiser = self.denoiser() if request.denoise > 0 else None
+        threads = request.options.get("threads", "auto")
+        if threads == "auto":
+            threads = auto_threads() if mel.device.type == "cpu" else None
         for start in range(0, needed, chunk):
             if request.cancelled:
                 return
             stop = min(start + chunk, needed)
             lo, hi = max(0, start - overlap), min(frames, stop + overlap)
-            with precision:
-                audio = self.infer(mel[..., lo:hi], request.sigma, z=z[..., lo * hop // g : hi * hop // g], fast=True)
+            try:
+                with precision, intra_op_threads(threads):
+                    audio = self.infer(
+                        mel[..., lo:hi], request.sigma, z=z[..., lo * hop // g : hi * hop // g], fast=True,
+                        should_stop=lambda: request.cancelled,
+                    )
+            except InferenceCancelled:  # cancelled mid-chunk: nothing of this chunk is ready
+                return
             audio = audio[0].float()
             if denoiser is not None:
                 audio = denoiser(audio, request.denoise)

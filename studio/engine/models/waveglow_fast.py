@@ -23,6 +23,10 @@ import torch.nn.functional as F
 from studio.engine.models.waveglow_flow import WN
 
 
+class InferenceCancelled(Exception):
+    """Raised inside ``FastWN.__call__`` / ``WaveGlow.infer`` when their ``should_stop`` turns true."""
+
+
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A 1×1 convolution: x [B, C_in, T], weight [C_out, C_in, 1] → [B, C_out, T].
 
@@ -35,6 +39,9 @@ class FastWN:
     """A read-only snapshot of one ``WN`` (its current effective weights); ``fast(x0, cond)`` = ``wn(x0, cond)``.
 
     x0 [B, n_in, T/G], cond [B, n_cond, T/G] → [B, 2·n_in, T/G] (shift, then log-scale).
+    ``should_stop`` (optional callable) is polled before every layer; when it returns True the call
+    raises ``InferenceCancelled`` (a reference-size coupling over a chunk can take a few hundred ms on
+    a loaded machine; a layer about 1/8 of that).
     """
 
     def __init__(self, wn: WN) -> None:
@@ -53,7 +60,7 @@ class FastWN:
             self.res_skip = [(conv.weight.detach(), conv.bias.detach()) for conv in wn.res_skip_layers]
             self.end = (wn.end.weight.detach(), wn.end.bias.detach())
 
-    def __call__(self, x0: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x0: torch.Tensor, cond: torch.Tensor, should_stop=None) -> torch.Tensor:
         c = self.channels
         h = pointwise(x0, *self.start)
         last = len(self.dilated) - 1
@@ -61,6 +68,8 @@ class FastWN:
         for i, ((w, b, dilation, padding), (cw, cb), (rw, rb)) in enumerate(
             zip(self.dilated, self.cond, self.res_skip, strict=True)
         ):
+            if should_stop is not None and should_stop():
+                raise InferenceCancelled
             acts = F.conv1d(h, w, b, dilation=dilation, padding=padding)
             acts += pointwise(cond, cw, cb)
             gated = torch.tanh(acts[:, :c])

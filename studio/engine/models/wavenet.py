@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,15 +46,29 @@ from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
 from studio.engine.models.fast_linear import Affine
-from studio.engine.models.wavenet_fast import IncrementalWaveNet, intra_op_threads
+from studio.engine.models.wavenet_fast import IncrementalWaveNet, StepperCancelled, intra_op_threads
 from studio.engine.models.wavenet_fold import generate_folded
 from studio.engine.models.wavenet_upsample import UPSAMPLE_MODES, MelUpsampler
 
 NOISE_BLOCK = 512
 """Samples of sampling noise drawn from the generator at a time (fixed, so output is independent of block size)."""
 
-CANCEL_CHECK_EVERY = 8
-"""Samples between two looks at the cancel flag (a step takes well under a millisecond on a CPU)."""
+SINGLE_CHUNK_STEPS = 1024
+"""Most steps whose conditioning biases one stream computes at once (2.6 MB for the bundled model).
+The native loop writes them into one reused buffer: with a fresh 10 MB tensor per 4096-step chunk,
+glibc's heap fragmented and the resident size grew by 0.26-0.8 GB over 60 s of audio (``studio bench
+--memory``, varying from run to run); with the buffer it stays within ~30 MB."""
+
+NOISE_PIECE_VALUES = 1 << 18
+"""Most noise values drawn at once (1 MiB: a few ms), see ``_NoiseStream``."""
+
+CANCEL_CHECK_EVERY = 1
+"""Samples between two looks at the cancel flag: every step (a look costs ~0.1 µs; a folded step of a large
+batch can take several ms on a loaded machine, so sparser looks broke the 200 ms cancel bound)."""
+
+NATIVE_RUN_SECONDS = (0.002, 0.01)
+"""Wall time one call of the native loop aims for (between two looks at the cancel flag): the steps per
+call double below the first bound and halve above the second (1-512 steps)."""
 
 COND_CHUNK_VALUES = 1 << 22
 """Upper bound on the floats of per-layer conditioning biases held at once during generation (16 MB)."""
@@ -194,23 +209,44 @@ class _GatedBlock(nn.Module):
 class _NoiseStream:
     """Gumbel noise ``[B, C]`` per sample, drawn from ``generator`` in blocks of NOISE_BLOCK samples.
 
-    ``argmax(logits + temperature * gumbel)`` samples ``softmax(logits / temperature)``.
+    ``argmax(logits + temperature * gumbel)`` samples ``softmax(logits / temperature)``. A block is
+    filled lazily in pieces of at most ``NOISE_PIECE_VALUES`` values (the generator yields the same
+    sequence whatever the piece size), so a large folded batch never stalls one step for long.
     """
 
     def __init__(self, generator: torch.Generator, batch: int, classes: int, temperature: float, device) -> None:
         self.generator = generator
         self.shape = (NOISE_BLOCK, batch, classes)
+        self.piece = max(1, NOISE_PIECE_VALUES // max(1, batch * classes))
         self.temperature = float(temperature)
         self.device = device
-        self.block: list[torch.Tensor] = []
+        self.tensor: torch.Tensor | None = None
+        self.filled = 0
         self.start = -NOISE_BLOCK
 
+    def _fill_to(self, rows: int) -> None:
+        while self.filled < rows:
+            part = self.tensor[self.filled : self.filled + self.piece]
+            # gumbel = -log(E) with E = -log(U) ~ Exp(1): torch's uniform_ is ~5x faster than its
+            # exponential_ on the CPU (27 ns per value measured here, a quarter of a small model's time)
+            part.uniform_(generator=self.generator).log_().neg_().log_().neg_().mul_(self.temperature)
+            self.filled += part.shape[0]
+
     def at(self, t: int) -> torch.Tensor:
-        if t - self.start >= NOISE_BLOCK:
+        return self.rows(t, 1)[0]
+
+    def rows(self, t: int, n: int) -> torch.Tensor:
+        """Noise of samples ``t .. t+n-1`` as one ``[n, B, C]`` view; they must lie in one block."""
+        if t % NOISE_BLOCK + n > NOISE_BLOCK:
+            raise ValueError(f"samples {t}..{t + n - 1} cross a noise block boundary")
+        if t - self.start >= NOISE_BLOCK or t < self.start:
             self.start = t - t % NOISE_BLOCK
-            e = torch.empty(self.shape, device=self.device).exponential_(generator=self.generator)
-            self.block = list((e.log_().neg_() * self.temperature).unbind(0))
-        return self.block[t - self.start]
+            if self.tensor is None:  # refilled in place afterwards: no fresh memory per block
+                self.tensor = torch.empty(self.shape, device=self.device)
+            self.filled = 0
+        i = t - self.start
+        self._fill_to(i + n)
+        return self.tensor[i : i + n]
 
 
 @register_family
@@ -219,7 +255,9 @@ class WaveNet(WaveformModel):
 
     family = "wavenet"
     config_class = WaveNetConfig
-    STREAM_OPTIONS = ("speaker", "plain", "folded", "fold_length", "fold_overlap", "fold_batch", "threads")
+    STREAM_OPTIONS = (
+        "speaker", "plain", "folded", "fold_length", "fold_overlap", "fold_batch", "threads", "native"
+    )
 
     def __init__(self, config: WaveNetConfig, profile: FeatureProfile) -> None:
         super().__init__(config, profile)
@@ -342,15 +380,45 @@ class WaveNet(WaveformModel):
             raise ValueError(f"speaker ids must be in [0, {self.config.n_speakers}), got {speaker.tolist()}")
 
     # -- conditioning for the incremental path --------------------------------------------------
+    def cond_projection(self) -> Affine | None:
+        """The conditioning projection of ``layer_biases`` as one packed ``Affine`` (cond rows [n, Cc] ->
+        [n, L*G], conv biases included), or None when unconditional. A snapshot of the weights: make it
+        once per generation (packing costs a few ms per call at reference size), not per chunk."""
+        if self.cond_proj is None:
+            return None
+        with torch.no_grad():
+            conv_bias = torch.cat([layer.dilated.bias for layer in self.layers])
+            return Affine(self.cond_proj.weight[:, :, 0].t(), self.cond_proj.bias + conv_bias)
+
     def layer_biases(
-        self, cond: torch.Tensor | None, speaker: torch.Tensor | None, batch: int, length: int
+        self,
+        cond: torch.Tensor | None,
+        speaker: torch.Tensor | None,
+        batch: int,
+        length: int,
+        projection: Affine | None = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Every layer's gate bias per sample: ``[length, layers, B, gate_channels]`` (contiguous).
 
         It is the dilated conv bias + the projected conditioning ``cond [B, cond_channels, length]``
         (one matmul for all layers) + the projected speaker embedding (``speaker [B]``).
+        ``projection``: ``cond_projection()`` made once by the caller (generation); without it one is
+        packed per call (or ``addmm`` used when gradients are on). ``out`` (batch 1, no gradients): a
+        contiguous buffer of at least ``length * layers * gate_channels`` floats to write into (the
+        result is a view of it), so that long generations allocate nothing large per chunk.
         """
         cfg = self.config
+        if out is not None and batch == 1 and not torch.is_grad_enabled():
+            flat = out.view(-1)[: length * cfg.layers * cfg.gate_channels].view(length, -1)
+            if cond is not None:
+                proj = projection or self.cond_projection()
+                torch.addmm(proj.bias, cond[0].t(), proj.weight, out=flat)
+            else:
+                flat.copy_(torch.cat([layer.dilated.bias for layer in self.layers]).expand_as(flat))
+            if speaker is not None:
+                flat += self.speaker_proj(self.speaker_embed(speaker))
+            return flat.view(length, cfg.layers, 1, cfg.gate_channels)
         conv_bias = torch.cat([layer.dilated.bias for layer in self.layers])  # [L*G]
         if cond is not None:
             w = self.cond_proj.weight[:, :, 0]  # [L*G, Cc]
@@ -358,12 +426,14 @@ class WaveNet(WaveformModel):
             if torch.is_grad_enabled():
                 bias = torch.addmm(self.cond_proj.bias + conv_bias, rows, w.t())
             else:  # generation: oneDNN on the CPU (MKL's generic path is 3-4x slower here), same values
-                bias = Affine(w.t(), self.cond_proj.bias + conv_bias)(rows)
+                bias = (projection or self.cond_projection())(rows)
             bias = bias.view(length, batch, -1)  # [n, B, L*G]
         else:
             bias = conv_bias.expand(length, batch, -1)
         if speaker is not None:
             bias = bias + self.speaker_proj(self.speaker_embed(speaker))  # [B, L*G] broadcast
+        if batch == 1:  # [n, 1, L*G] is already layer-major: no copy
+            return bias.reshape(length, cfg.layers, 1, cfg.gate_channels).contiguous()
         return bias.reshape(length, batch, cfg.layers, cfg.gate_channels).transpose(1, 2).contiguous()
 
     def incremental_logits(
@@ -408,31 +478,78 @@ class WaveNet(WaveformModel):
                 self, request, mel, num_samples, generator, _NoiseStream, COND_CHUNK_VALUES, CANCEL_CHECK_EVERY
             )
             return
-        device = self.embed.weight.device
-        batch = 1
         temperature = float(request.temperature)
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
+        yield from self._generate_single(request, mel, num_samples, generator, temperature)
+
+    def _single_stepper(self, request: GenerateRequest):
+        """The batch-1 stepper: the native loop (``wavenet_native``) on CPU float32 unless
+        ``options['native']`` is False or it is unavailable, else the torch ``IncrementalWaveNet``."""
+        weight = self.embed.weight
+        stop = lambda: request.cancelled  # noqa: E731
+        if request.options.get("native", True) and weight.device.type == "cpu" and weight.dtype == torch.float32:
+            from studio.engine.models.wavenet_native import NativeWaveNet, native_library
+
+            lib = native_library()
+            if lib is not None:
+                return NativeWaveNet(self, lib, should_stop=stop)
+        return IncrementalWaveNet(self, 1, should_stop=stop)
+
+    def _generate_single(
+        self, request: GenerateRequest, mel: torch.Tensor | None, num_samples: int, generator: torch.Generator,
+        temperature: float,
+    ) -> Iterator[torch.Tensor]:
+        device = self.embed.weight.device
+        batch = 1
         block = max(1, int(request.block_size))
         cfg = self.config
-        chunk = max(64, min(block, COND_CHUNK_VALUES // (cfg.layers * cfg.gate_channels * batch)))
-        with torch.inference_mode():
+        chunk = max(64, min(block, SINGLE_CHUNK_STEPS, COND_CHUNK_VALUES // (cfg.layers * cfg.gate_channels * batch)))
+        with torch.inference_mode(), intra_op_threads(request.options.get("threads", 1)):
+            try:
+                stepper = self._single_stepper(request)
+            except StepperCancelled:
+                return
+            native = not isinstance(stepper, IncrementalWaveNet)
             speaker = self._speaker_tensor(request, batch, device)
-            stepper = IncrementalWaveNet(self, batch)
             noise = _NoiseStream(generator, batch, cfg.out_classes, temperature, device)
             classes = torch.empty(num_samples + 1, batch, dtype=torch.long, device=device)
             classes[0] = self.silence_class
+            flat = classes.view(-1)
             scratch = torch.empty(batch, cfg.out_classes, device=device)
-        done = 0
+            bias_buffer = torch.empty(chunk * cfg.layers * cfg.gate_channels, device=device) if native else None
+        done, run = 0, 16  # run: steps per native call, adapted to NATIVE_RUN_SECONDS
         while done < num_samples:
             stop = min(num_samples, done + block)
             t = done
-            cancelled = False
+            cancelled = request.cancelled
             with torch.inference_mode(), intra_op_threads(request.options.get("threads", 1)):
                 while t < stop and not cancelled:
                     n = min(chunk, stop - t)
-                    biases = self.layer_biases(self._cond_span(mel, t, t + n), speaker, batch, n)
-                    biases = (biases * stepper.gate_scale).unbind(0)
+                    if native:  # into a reused buffer: nothing large allocated per chunk
+                        cond = self._cond_span(mel, t, t + n)
+                        biases = self.layer_biases(cond, speaker, batch, n, stepper.projection, out=bias_buffer)
+                        biases.mul_(stepper.gate_scale)  # [n, L, 1, G]
+                    else:
+                        biases = self.layer_biases(self._cond_span(mel, t, t + n), speaker, batch, n, stepper.projection)
+                        biases = biases * stepper.gate_scale  # [n, L, 1, G]
+                    if native:
+                        i = 0
+                        while i < n and not cancelled:
+                            m = min(run, n - i, NOISE_BLOCK - t % NOISE_BLOCK)
+                            rows = noise.rows(t, m) if temperature > 0 else None
+                            began = time.perf_counter()
+                            stepper.run(flat, biases[i : i + m], rows, t, m)
+                            took = time.perf_counter() - began
+                            if took < NATIVE_RUN_SECONDS[0] and m == run:
+                                run = min(512, run * 2)
+                            elif took > NATIVE_RUN_SECONDS[1]:
+                                run = max(1, run // 2)
+                            i += m
+                            t += m
+                            cancelled = request.cancelled
+                        continue
+                    biases = biases.unbind(0)
                     for i in range(n):
                         logits = stepper.step_scaled(classes[t], biases[i].unbind(0))
                         if temperature > 0:
@@ -446,7 +563,8 @@ class WaveNet(WaveformModel):
                             break
                 audio = self.decode(classes[done + 1 : t + 1, 0])
             done = t
-            yield audio
+            if len(audio):
+                yield audio
             if cancelled or request.cancelled:
                 return
 

@@ -23,32 +23,20 @@ Threads: a stepper belongs to the thread that made it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import TYPE_CHECKING
 
 import torch
 
-from studio.engine.models.fast_linear import PACKED_MIN_BATCH, Affine
+from studio.engine.models.fast_linear import PACKED_MIN_BATCH, Affine, intra_op_threads  # noqa: F401 (re-export)
 
 if TYPE_CHECKING:  # pragma: no cover
     from studio.engine.models.wavenet import WaveNet
 
 
-@contextlib.contextmanager
-def intra_op_threads(threads: int | None):
-    """Set torch's intra-op thread count for the ``with`` body (None: leave it), then restore it."""
-    if threads is None:
-        yield
-        return
-    if int(threads) < 1:
-        raise ValueError(f"options['threads'] must be >= 1, got {threads}")
-    own = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(own)
+class StepperCancelled(Exception):
+    """Raised by ``IncrementalWaveNet(..., should_stop=...)`` when the request was cancelled while the
+    stepper was being built (packing a large folded batch's weights takes a noticeable time under load)."""
 
 
 class IncrementalWaveNet:
@@ -64,9 +52,13 @@ class IncrementalWaveNet:
     ``tanh(a) * (1 + tanh(b/2))`` = 2z is one ``addcmul``; the factor 2 is folded into the residual and
     skip weights. With ``B >= 2`` the products run through oneDNN (``fast_linear.Affine``: 2-4x faster
     than the BLAS for these shapes on this machine).
+
+    ``should_stop``: polled after every layer's weights are prepared; when it returns True the
+    constructor raises ``StepperCancelled`` (so a cancel lands during setup too). ``projection`` is
+    the model's packed conditioning projection (``WaveNet.cond_projection``), made once here.
     """
 
-    def __init__(self, model: WaveNet, batch: int) -> None:
+    def __init__(self, model: WaveNet, batch: int, should_stop=None) -> None:
         cfg = model.config
         weight = model.embed.weight
         device, dtype = weight.device, weight.dtype
@@ -97,6 +89,8 @@ class IncrementalWaveNet:
         skip_rows = []
         self.plan = []
         for i, layer in enumerate(model.layers):
+            if should_stop is not None and should_stop():
+                raise StepperCancelled
             d = cfg.dilations[i]
             w = layer.dilated.weight.detach() * self.gate_scale.view(g, 1, 1)  # [G, R, k]
             # tap k-1-m multiplies the input m*d samples ago
@@ -135,6 +129,7 @@ class IncrementalWaveNet:
         self.post1_b = model.post1.bias.detach().clone()
         self.post2_w = model.post2.weight.detach()[:, :, 0].t().contiguous()
         self.post2_b = model.post2.bias.detach().clone()
+        self.projection = model.cond_projection()
         self.skip_map = Affine(self.skip_weight)
         self.post1 = Affine(self.post1_w, self.post1_b)
         self.post2 = Affine(self.post2_w, self.post2_b)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from studio.engine.models.wavenet_fast import IncrementalWaveNet, intra_op_threads
+from studio.engine.models.wavenet_fast import IncrementalWaveNet, StepperCancelled, intra_op_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from studio.engine.models.base import GenerateRequest
@@ -86,12 +86,17 @@ def join_segments(segments: torch.Tensor, total: int, length: int, overlap: int)
     return out[:total]
 
 
-def _batched_cond(model: WaveNet, mel: torch.Tensor | None, starts: list[int], t: int, n: int, valid: int):
-    """Conditioning ``[B, cond_channels, n]`` of samples ``start_b + t ...``; zeros beyond the mel's end."""
+def _batched_cond(
+    model: WaveNet, mel: torch.Tensor | None, starts: list[int], t: int, n: int, valid: int, request=None
+):
+    """Conditioning ``[B, cond_channels, n]`` of samples ``start_b + t ...``; zeros beyond the mel's end.
+    Returns None early (and the caller stops) when ``request`` is cancelled between folds."""
     if mel is None or model.upsampler is None:
         return None
     parts = []
     for start in starts:
+        if request is not None and request.cancelled:
+            return None
         lo, hi = start + t, start + t + n
         inside = min(hi, valid)
         if inside > lo:
@@ -138,9 +143,14 @@ def generate_folded(
     valid = num_samples if mel is None else mel.shape[-1] * model.profile.hop_length
     block = max(1, int(request.block_size))
     device = model.embed.weight.device
-    with torch.inference_mode():
+    # setup under the stepping thread count too: with two threads on a loaded machine, packing the
+    # weights of a large batch took seconds (OpenMP barriers), all of it before the first cancel look
+    with torch.inference_mode(), intra_op_threads(request.options.get("threads", 1)):
         speaker = model._speaker_tensor(request, count, device)
-        stepper = IncrementalWaveNet(model, count)
+        try:
+            stepper = IncrementalWaveNet(model, count, should_stop=lambda: request.cancelled)
+        except StepperCancelled:
+            return
         noise = noise_stream(generator, count, cfg.out_classes, request.temperature, device)
         classes = torch.empty(seg_len + 1, count, dtype=torch.long, device=device)
         classes[0] = model.silence_class
@@ -155,12 +165,14 @@ def generate_folded(
     sent = 0
     while t < seg_len:
         with torch.inference_mode(), intra_op_threads(request.options.get("threads", 1)):
-            if t >= cond_hi:
+            if t >= cond_hi and not request.cancelled:
                 cond_lo, cond_hi = t, min(seg_len, t + cond_span)
-                cond_block = _batched_cond(model, mel, starts, cond_lo, cond_hi - cond_lo, valid)
-            n = min(chunk, cond_hi - t)
-            cond = None if cond_block is None else cond_block[..., t - cond_lo : t - cond_lo + n]
-            biases = (model.layer_biases(cond, speaker, count, n) * stepper.gate_scale).unbind(0)
+                cond_block = _batched_cond(model, mel, starts, cond_lo, cond_hi - cond_lo, valid, request)
+            n = 0 if request.cancelled else min(chunk, cond_hi - t)
+            if n:
+                cond = None if cond_block is None else cond_block[..., t - cond_lo : t - cond_lo + n]
+                biases = model.layer_biases(cond, speaker, count, n, stepper.projection)
+                biases = (biases * stepper.gate_scale).unbind(0)
             for i in range(n):
                 logits = stepper.step_scaled(classes[t], biases[i].unbind(0))
                 if temperature > 0:

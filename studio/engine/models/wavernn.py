@@ -41,6 +41,7 @@ from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
 from studio.engine.models import wavernn_fold as fold
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
+from studio.engine.models.fast_linear import intra_op_threads
 from studio.engine.models.wavernn_layers import UpsampleNetwork
 from studio.engine.models.wavernn_step import DualStepper, MulawStepper
 
@@ -452,10 +453,11 @@ class WaveRNN(WaveformModel):
     def _generate_classes(self, spans, batch, total, generator, temperature, yield_every, should_stop, threads):
         """``generate_classes`` with conditioning asked for span by span (``spans(t0, n) -> [B, n, C]``)."""
         device = next(self.parameters()).device
-        uniforms = self.draw_uniforms(generator, total, batch)
-        classes = torch.zeros(batch, total, dtype=torch.long, device=device)
-        choose = self._chooser(uniforms, temperature)
-        stepper = self.stepper()
+        with intra_op_threads(threads):  # a spinning thread team on a loaded machine slows setup 10x
+            uniforms = self.draw_uniforms(generator, total, batch)
+            classes = torch.zeros(batch, total, dtype=torch.long, device=device)
+            choose = self._chooser(uniforms, temperature)
+            stepper = self.stepper()
         runs = stepper.run_spans(spans, batch, total, choose, classes, self.start_class, yield_every, should_stop, threads)
         for done in runs:
             yield done, classes
