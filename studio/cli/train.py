@@ -1,5 +1,9 @@
 """``studio train``: train a model on a folder of audio, headless (also under ``torchrun``).
 
+``studio train --recipe NAME`` runs one of the bundled models' recipes instead (``all``: every one;
+``list``: show them): prepare its data, train or continue it, score it and export the fp16 bundle
+into resources/models (see studio/engine/recipes and docs/models.md).
+
 Progress goes to stdout: one line rewritten in place (``\\r``) on a terminal, a plain line every
 ``--log-every`` steps otherwise; losses also go to ``NAME.log.jsonl``. Only rank 0 prints.
 """
@@ -18,18 +22,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a model on audio files",
-        description="Train a WaveNet, WaveRNN or WaveGlow on a folder (or list) of audio files. "
+        description="Train a WaveNet, WaveRNN or WaveGlow on a folder (or list) of audio files, or run a "
+        "bundled model's recipe (--recipe NAME|all|list). "
         "Runs unchanged under `torchrun --nproc-per-node K -m studio train ...` (data parallel).",
     )
-    p.add_argument("--family", required=True, help="model family: wavenet, wavernn or waveglow")
-    p.add_argument("--data", required=True, nargs="+", metavar="DIR_OR_FILE", help="audio folders, files or globs")
+    p.add_argument("--recipe", metavar="NAME",
+                   help="run a bundled model's recipe (data, training, scoring, export); 'all' or 'list'")
+    p.add_argument("--family", help="model family: wavenet, wavernn or waveglow")
+    p.add_argument("--data", nargs="+", metavar="DIR_OR_FILE",
+                   help="audio folders, files or globs, or a prepared set (trains on its train split); "
+                   "with --recipe: a prepared set to use instead of data/<set>")
     p.add_argument(
-        "--out", required=True, metavar="NAME",
+        "--out", metavar="NAME",
         help="checkpoint name (saved in the user models folder) or path stem (folder/NAME)",
     )
     p.add_argument("--config", metavar="JSON", help="family config overrides: inline JSON or a JSON file")
     p.add_argument("--profile", metavar="PRESET", help="mel feature preset (default: the family's)")
-    p.add_argument("--steps", type=int, default=1000, help="total steps to reach (default 1000)")
+    p.add_argument("--steps", type=int,
+                   help="total steps to reach (default 1000); with --recipe: steps this run adds (default: the recipe's)")
     p.add_argument("--batch", type=int, help="segments per step and process (default: the family's)")
     p.add_argument("--segment", type=int, metavar="SAMPLES", help="segment length (rounded down to a multiple of the hop)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the family's)")
@@ -46,6 +56,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--amp", choices=("bf16",), help="bfloat16 autocast of forward and loss (CUDA only)")
+    p.add_argument("--init-from", metavar="CHECKPOINT", help="start from this checkpoint's weights and config "
+                   "(a fresh optimizer; the step count goes on from its card)")
+    r = p.add_argument_group("recipe runs (--recipe)")
+    r.add_argument("--minutes", type=float, help="stop training after this many minutes (checkpointed), then score and export")
+    r.add_argument("--fresh", action="store_true", help="start from random weights (the old run folder is moved aside)")
+    r.add_argument("--no-setup", action="store_true", help="never run scripts/setup-data for missing data packages")
+    r.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too (the GPU schedules use bf16)")
+    r.add_argument("--no-export", action="store_true", help="do not write the bundle into resources/models")
+    r.add_argument("--export-dir", metavar="DIR", help="write the bundle here instead of resources/models")
+    r.add_argument("--runs-dir", metavar="DIR", help="run folders (default: <checkout>/runs)")
+    r.add_argument("--eval-utterances", type=int, metavar="N", help="held-out test utterances scored (default: the recipe's)")
+    r.add_argument("--record", metavar="MD", help="add the run to this Markdown file's runs table "
+                   "(default: docs/models.md when exporting to resources/models)")
     p.set_defaults(handler=run_train)
 
 
@@ -88,6 +112,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.recipe:
+        return run_recipes(args)
+    missing = [f"--{name}" for name in ("family", "data", "out") if not getattr(args, name)]
+    if missing:
+        raise CliError(f"give {', '.join(missing)} (or --recipe NAME to train a bundled model)")
     try:
         config = parse_config(args.config)
     except ValueError as exc:
@@ -98,7 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
         out=args.out,
         config=config,
         profile=args.profile,
-        steps=args.steps,
+        steps=args.steps if args.steps is not None else 1000,
         batch=args.batch,
         segment=args.segment,
         lr=args.lr,
@@ -114,6 +143,8 @@ def run_train(args: argparse.Namespace) -> int:
         device=parse_device(args.device),
         seed=args.seed,
         sample_seconds=args.sample_seconds,
+        init_from=args.init_from,
+        amp=args.amp,
     )
     printer = ProgressPrinter(sys.stdout, args.log_every) if Context.from_env().is_main else None
     cancel = CancelToken()
@@ -139,4 +170,75 @@ def run_train(args: argparse.Namespace) -> int:
             f"{result.status}: step {result.step}, held-out loss {start} → {end}, {result.wall_s:.1f} s; "
             f"checkpoint {result.checkpoint}.safetensors"
         )
+    return 0
+
+
+def _recipe_list() -> str:
+    from studio.engine.recipes import RECIPES
+
+    lines = []
+    for r in RECIPES.values():
+        cpu, gpu = r.cpu, r.cuda
+        lines.append(
+            f"{r.name:16s} {r.family:8s} {r.dataset:10s} cpu: {cpu.steps} steps x {cpu.batch} x {cpu.segment_hops} hops; "
+            f"cuda: {gpu.steps} steps x {gpu.batch} x {gpu.segment_hops} hops{' bf16' if gpu.amp else ''}"
+        )
+        lines.append(f"{'':16s} {r.description}")
+    return "\n".join(lines)
+
+
+def run_recipes(args: argparse.Namespace) -> int:
+    """``--recipe NAME|all|list``: run bundled models' recipes one after another (see the module doc)."""
+    from pathlib import Path
+
+    from studio.cli.models import parse_device
+    from studio.engine.datasets.manifest import DatasetError
+    from studio.engine.models.base import CancelToken
+    from studio.engine.recipes import RECIPES, get_recipe
+    from studio.engine.recipes.runner import RecipeRun, default_export_dir, run_recipe
+    from studio.engine.train.loop import TrainingError
+
+    if args.recipe == "list":
+        print(_recipe_list())
+        return 0
+    if args.family or args.out:
+        raise CliError("--recipe fixes the family and the output: leave out --family and --out")
+    try:
+        names = list(RECIPES) if args.recipe == "all" else [get_recipe(args.recipe).name]
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.data and (len(args.data) != 1 or len(names) != 1):
+        raise CliError("--data with --recipe takes one prepared set and one recipe")
+    export_dir = Path(args.export_dir) if args.export_dir else None
+    record = Path(args.record) if args.record else None
+    if record is None and not args.no_export and export_dir is None:
+        try:
+            default_export_dir()
+        except ValueError:
+            pass
+        else:
+            from studio.engine.recipes.data import checkout_root
+
+            record = checkout_root() / "docs" / "models.md"
+    cancel = CancelToken()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: cancel.cancel())
+    printer = ProgressPrinter(sys.stdout, args.log_every)
+    try:
+        for name in names:
+            run = RecipeRun(
+                device=parse_device(args.device), steps=args.steps, minutes=args.minutes,
+                data=args.data[0] if args.data else None, runs_dir=Path(args.runs_dir) if args.runs_dir else None,
+                export_dir=export_dir, export=not args.no_export, fresh=args.fresh, install=not args.no_setup,
+                batch=args.batch, eval_utterances=args.eval_utterances, record=record, seed=args.seed,
+                amp=not args.no_amp,
+            )
+            try:
+                result = run_recipe(get_recipe(name), run, progress=printer, cancel=cancel, say=print)
+            except (TrainingError, DatasetError, ValueError, OSError) as exc:
+                raise CliError(f"recipe {name}: {exc}") from None
+            print(f"{name}: {result.train.status} at step {result.train.step}; scores {result.scores}")
+            if cancel.cancelled:
+                break
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return 0

@@ -57,6 +57,33 @@ def collect_audio_files(sources: Iterable[str | os.PathLike[str]]) -> list[Path]
     return sorted(found)
 
 
+def prepared_set_splits(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]] | None:
+    """(train files, held-out files) of a prepared set (``studio data prepare``), or None for other sources.
+
+    Only a single source that is a prepared set's folder or manifest counts. Its ``train`` split is
+    trained on; its ``validation`` split (else ``reserve``) is the held-out loss set; ``test`` is never
+    touched here (``studio eval`` scores it).
+    """
+    if len(sources) != 1:
+        return None
+    from studio.engine.datasets.manifest import DatasetError as ManifestError
+    from studio.engine.datasets.manifest import is_prepared_set, read_manifest
+
+    if not is_prepared_set(sources[0]):
+        return None
+    try:
+        manifest = read_manifest(sources[0])
+    except ManifestError as exc:
+        raise DatasetError(str(exc)) from None
+    train = [item.path for item in manifest.split("train")]
+    heldout = [item.path for item in manifest.split("validation")] or [item.path for item in manifest.split("reserve")]
+    if not train:
+        raise DatasetError(f"{manifest.root}: the prepared set has no 'train' items")
+    if not heldout:
+        raise DatasetError(f"{manifest.root}: the prepared set has no 'validation' (or 'reserve') items to hold out")
+    return train, heldout
+
+
 def _name_hash(path: Path) -> float:
     """A number in [0, 1) fixed by the file's name alone (not its folder, not the machine)."""
     digest = hashlib.sha256(path.name.encode("utf-8")).digest()

@@ -18,6 +18,8 @@ logged step and per evaluation), ``NAME.sample.wav`` (~1 s made by the model at 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -49,6 +51,7 @@ from studio.engine.train.data import (
     collect_audio_files,
     describe_data,
     heldout_segments,
+    prepared_set_splits,
     split_files,
 )
 from studio.engine.train.distributed import Context
@@ -200,10 +203,33 @@ def _resume_model(options: TrainOptions, paths: CheckpointPaths) -> tuple[Wavefo
     return model, state
 
 
+def _initial_model(options: TrainOptions, name: str) -> tuple[WaveformModel, dict[str, Any]]:
+    """The model of ``options.init_from`` (weights and config) renamed ``name``, and its card's training record."""
+    from studio.engine.checkpoints import load_model
+
+    if options.config:
+        raise TrainingError("--config cannot change a model started from a checkpoint (--init-from keeps its config)")
+    try:
+        model = load_model(options.init_from, family=options.family)
+    except CheckpointError as exc:
+        raise TrainingError(f"cannot start from {options.init_from}: {exc}") from None
+    if options.profile and options.profile != model.profile.name:
+        raise TrainingError(
+            f"cannot start from {options.init_from} with --profile {options.profile}: it uses '{model.profile.name}'"
+        )
+    record = dict(model.extra_card.get("training", {}))
+    model.name = name
+    return model, record
+
+
 def _load_data(options: TrainOptions, sample_rate: int, min_heldout: int) -> tuple[AudioCorpus, AudioCorpus]:
     try:
-        files = collect_audio_files(options.data)
-        train_files, heldout_files = split_files(files, options.heldout_fraction, options.heldout)
+        prepared = prepared_set_splits(options.data)
+        if prepared is not None:
+            train_files, heldout_files = prepared
+        else:
+            files = collect_audio_files(options.data)
+            train_files, heldout_files = split_files(files, options.heldout_fraction, options.heldout)
         train = AudioCorpus.load(train_files, sample_rate)
         if heldout_files:
             heldout = AudioCorpus.load(heldout_files, sample_rate)
@@ -239,13 +265,22 @@ class _Run:
         self.last_saved_step: int | None = None
         self.data_fingerprint = 0.0
         self.steps_per_s = 0.0
+        self.schedule_start = 0
+        self.started_from: str | None = None
 
     # setup -----------------------------------------------------------------------------------------
     def setup(self) -> None:
         o = self.options
         self.ctx.start(self.device)
         torch.manual_seed(o.seed)
+        if self.device.type == "cuda":  # fixed shapes every step: let cuDNN pick its fastest kernels, TF32 matmuls
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         state: TrainingState | None = None
+        initial: dict[str, Any] | None = None
+        if o.amp and self.device.type != "cuda":
+            raise TrainingError(f"--amp {o.amp} needs a CUDA device (this run is on {self.device})")
         if o.resume:
             self.model, state = _resume_model(o, self.paths)
             self.model.train()
@@ -254,7 +289,10 @@ class _Run:
                 raise TrainingError(
                     f"{self.paths.stem} already exists: add --resume to continue it, or choose another --out"
                 )
-            self.model = _new_model(o, self.paths.stem.name)
+            if o.init_from:
+                self.model, initial = _initial_model(o, self.paths.stem.name)
+            else:
+                self.model = _new_model(o, self.paths.stem.name)
         self.model.to(self.device).train()
         profile = self.model.profile
         hop = profile.hop_length
@@ -280,6 +318,13 @@ class _Run:
             self.wall_before = float(state.extra.get("wall_s", 0.0))
             self.initial_heldout_loss = state.extra.get("initial_heldout_loss")
             self.last_saved_step = state.step
+            self.schedule_start = int(state.extra.get("schedule_start", 0))
+            self.started_from = state.extra.get("started_from")
+        elif initial is not None:  # a warm start: the step count and wall time go on, the schedule restarts
+            self.step = self.schedule_start = int(initial.get("steps", 0) or 0)
+            self.wall_before = float(initial.get("wall_s", 0.0) or 0.0)
+            self.initial_heldout_loss = initial.get("initial_heldout_loss")
+            self.started_from = str(o.init_from)
         self.trainer: nn.Module = _LossModule(self.model)
         if self.ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -367,7 +412,8 @@ class _Run:
         self.data_fingerprint += float(audio.double().sum())
         audio = audio.to(self.device, non_blocking=True)
         mel = self._mel(audio)
-        loss = self.trainer(audio, mel)
+        with self._autocast():
+            loss = self.trainer(audio, mel)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
@@ -380,12 +426,24 @@ class _Run:
             raise TrainingDiverged(self._diverged_message(step, "the loss or its gradients became NaN/Inf"))
         if cancelling_ranks > 0:  # stop before this step changes anything: the checkpoint is the last step
             return math.nan, True
-        lr = lr_at(self.options, self.base_lr, step)
+        lr = self.lr_for(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
         self.step = step
         return loss_sum / self.ctx.world_size, False
+
+    def _autocast(self):
+        if self.options.amp == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def lr_for(self, step: int) -> float:
+        """The schedule's rate at ``step``; a run warm-started at step S runs its schedule over S+1..steps."""
+        if not self.schedule_start:
+            return lr_at(self.options, self.base_lr, step)
+        span = dataclasses.replace(self.options, steps=max(self.options.steps - self.schedule_start, 1))
+        return lr_at(span, self.base_lr, step - self.schedule_start)
 
     def _diverged_message(self, step: int, what: str) -> str:
         kept = (
@@ -418,6 +476,8 @@ class _Run:
                     "seed": o.seed,
                     "wall_s": self.wall_s,
                     "initial_heldout_loss": self.initial_heldout_loss,
+                    "schedule_start": self.schedule_start,
+                    "started_from": self.started_from,
                     "options": {k: v for k, v in o.to_dict().items() if k not in ("resume",)},
                 },
             )
@@ -449,6 +509,8 @@ class _Run:
             "segment": self.segment,
             "lr": self.base_lr,
             "lr_schedule": self.options.lr_schedule,
+            "amp": self.options.amp,
+            "started_from": self.started_from,
             "seed": self.options.seed,
             "data": self.data_description,
             "final_loss": self.last_loss,

@@ -19,6 +19,7 @@ from typing import Any
 from studio.engine.audio.features import FeatureProfile
 
 LR_SCHEDULES = ("constant", "cosine", "exponential")
+AMP_MODES = (None, "bf16")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ class TrainOptions:
     heldout: glob of held-out files (else a hash split, ``heldout_fraction``).
     eval_every: steps between held-out evaluations (default: ``checkpoint_every``).
     sample_seconds: length of ``NAME.sample.wav`` written at each checkpoint (0 = none).
+    init_from: a checkpoint (e.g. a bundled fp16 model) whose weights and config start a new run; the
+    step count goes on from its card's ``training.steps``, the optimizer starts afresh.
+    amp: "bf16" runs forward and loss under bfloat16 autocast (CUDA only; weights and Adam stay float32).
+    A single ``data`` entry that is a prepared set (``manifest.json``) trains on its ``train`` split
+    and evaluates on its ``validation`` split (the fixed held-out items are never trained on).
     """
 
     family: str
@@ -106,6 +112,8 @@ class TrainOptions:
     device: str = "cpu"
     seed: int = 0
     sample_seconds: float = 1.0
+    init_from: str | None = None
+    amp: str | None = None
 
     def validate(self) -> None:
         """Raise ValueError naming the first option out of range."""
@@ -129,6 +137,10 @@ class TrainOptions:
             raise ValueError(f"grad clip must be positive, got {self.grad_clip}")
         if not self.data:
             raise ValueError("no training data given")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {', '.join(str(m) for m in AMP_MODES)}, got '{self.amp}'")
+        if self.resume and self.init_from:
+            raise ValueError("give --resume or --init-from, not both")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,281 @@
+"""Running a recipe: data → train (or continue) → score → export the shipped checkpoint → record.
+
+Where a run starts from, in order: the run folder's own training state (``runs/NAME/NAME.train.
+safetensors``: an exact resume), else the shipped checkpoint (``resources/models/NAME``: a warm start
+with a fresh optimizer, the step count going on from its card), else random weights. So every run
+improves on what ships. ``fresh=True`` ignores both (the old run folder is moved aside).
+
+Everything runs on the caller's thread; ``cancel`` (or the ``minutes`` time box) stops training after
+the current step with a checkpoint, and the run still scores and exports what it has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.engine.checkpoints import CheckpointPaths, load_model, read_document, save_checkpoint
+from studio.engine.models.base import CancelToken, GenerateRequest
+from studio.engine.recipes import scoring
+from studio.engine.recipes.data import checkout_root, ensure_data
+from studio.engine.recipes.record import append_run_record
+from studio.engine.recipes.spec import Recipe
+from studio.engine.train.loop import ProgressFn, TrainResult, train
+from studio.engine.train.options import TrainOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecipeRun:
+    """How to run a recipe here.
+
+    device: "cpu", "cuda", "cuda:N". steps: steps this run adds (None: the schedule's). minutes: stop
+    training after this much wall time (checkpointed; None: no limit). data: a prepared set to use
+    (None: ``data/<dataset>``, prepared on first use). runs_dir: where run folders live (None:
+    ``<checkout>/runs``). export_dir: where the fp16 bundle goes (None: the bundled models folder;
+    ``export=False``: nowhere). fresh: start from random weights. install: run scripts/setup-data
+    when the data's packages are missing. batch / segment_hops / config: overrides (tiny CI runs).
+    eval_utterances: test utterances scored (None: the recipe's). record: the Markdown file whose
+    runs table gets a row (None: none). seed: of the run and of the scoring. amp: use the
+    schedule's autocast on CUDA (False: float32 throughout). checkpoint_every: None = the schedule's.
+    """
+
+    device: str = "cpu"
+    steps: int | None = None
+    minutes: float | None = None
+    data: str | None = None
+    runs_dir: Path | None = None
+    export_dir: Path | None = None
+    export: bool = True
+    fresh: bool = False
+    install: bool = True
+    batch: int | None = None
+    segment_hops: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    eval_utterances: int | None = None
+    sample_seconds: float | None = None
+    record: Path | None = None
+    seed: int = 0
+    checkpoint_every: int | None = None
+    amp: bool = True
+
+
+@dataclass
+class RecipeResult:
+    """What a recipe run did: the training result, where it started from, scores, exported files."""
+
+    recipe: str
+    started_from: str
+    train: TrainResult
+    scores: dict[str, Any]
+    exported: Path | None
+    sample: Path | None
+    files: dict[str, int] = field(default_factory=dict)
+    time_boxed: bool = False
+
+
+def default_runs_dir() -> Path:
+    root = checkout_root()
+    return (root if root is not None else Path.cwd()) / "runs"
+
+
+def default_export_dir() -> Path:
+    from studio.engine.catalog import bundled_models_dir
+
+    folder = bundled_models_dir()
+    if folder is None:
+        raise ValueError("no bundled models folder here (not a source checkout): give an export folder")
+    return folder
+
+
+def _has_training_state(stem: Path) -> bool:
+    return CheckpointPaths(stem).train.is_file()
+
+
+def _shipped(stem: Path) -> bool:
+    paths = CheckpointPaths(stem)
+    return paths.json.is_file() and paths.weights.is_file()
+
+
+def _move_aside(folder: Path) -> None:
+    if folder.exists():
+        target = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(str(folder), str(target))
+        log.info("moved the earlier run %s to %s", folder, target)
+
+
+def plan_options(recipe: Recipe, run: RecipeRun, data: Path, stem: Path, shipped: Path | None) -> tuple[TrainOptions, str]:
+    """The ``TrainOptions`` of this run and a phrase saying where it starts from."""
+    schedule = recipe.schedule(run.device)
+    steps = run.steps if run.steps is not None else schedule.steps
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    resume = not run.fresh and _has_training_state(stem)
+    init_from = None
+    start = 0
+    if resume:
+        start = int(read_document(stem).get("training_state", {}).get("step", 0))
+        origin = f"resumed {_relative(stem)} at step {start}"
+    elif not run.fresh and shipped is not None and _shipped(shipped):
+        init_from = str(shipped)
+        start = int(read_document(shipped)["card"].get("training", {}).get("steps", 0) or 0)
+        origin = f"warm start from the shipped {shipped.name} (step {start})"
+    else:
+        origin = "random weights"
+    from studio.engine.audio.features import get_profile
+
+    hop = get_profile(recipe.profile).hop_length
+    options = TrainOptions(
+        family=recipe.family,
+        data=[str(data)],
+        out=str(stem),
+        config={} if (resume or init_from) else {**recipe.config, **run.config},
+        profile=recipe.profile,
+        steps=start + steps,
+        batch=run.batch or schedule.batch,
+        segment=(run.segment_hops or schedule.segment_hops) * hop,
+        lr=schedule.lr,
+        lr_schedule=schedule.lr_schedule,
+        lr_final=schedule.lr_final,
+        warmup_steps=min(schedule.warmup_steps, max(steps // 4, 0)),
+        checkpoint_every=run.checkpoint_every or schedule.checkpoint_every,
+        log_every=10,
+        resume=resume,
+        init_from=init_from,
+        device=run.device,
+        amp=schedule.amp if run.amp and str(run.device).startswith("cuda") else None,
+        seed=run.seed,
+        sample_seconds=0.0,
+    )
+    return options, origin
+
+
+def _train(
+    options: TrainOptions, minutes: float | None, progress: ProgressFn | None, cancel: CancelToken | None
+) -> tuple[TrainResult, bool]:
+    """Train; returns the result and whether the ``minutes`` time box stopped it."""
+    token = cancel or CancelToken()
+    fired = threading.Event()
+
+    def time_up() -> None:
+        fired.set()
+        token.cancel()
+
+    timer = None
+    if minutes is not None:
+        timer = threading.Timer(max(minutes, 0.0) * 60.0, time_up)
+        timer.daemon = True
+        timer.start()
+    try:
+        return train(options, progress=progress, cancel=token), fired.is_set()
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _sample_and_score(recipe: Recipe, model, data: Path, run: RecipeRun, sample_path: Path) -> dict[str, Any]:
+    from studio.engine.audio.files import load, save
+    from studio.engine.datasets.manifest import read_manifest
+
+    manifest = read_manifest(data)
+    test = manifest.split("test") or manifest.split("validation")
+    seconds = run.sample_seconds if run.sample_seconds is not None else recipe.sample_seconds
+    started = time.perf_counter()
+    if recipe.vocoder:
+        utterances = run.eval_utterances if run.eval_utterances is not None else recipe.eval_utterances
+        scores = scoring.score_vocoder(model, data, utterances, seed=run.seed)
+        from studio.engine.audio.features import compute_mel
+
+        audio, _ = load(test[0].path, sample_rate=model.sample_rate, mono=True)
+        mel = compute_mel(audio[: int(seconds * model.sample_rate)], model.profile)
+        made = model.generate(GenerateRequest(mel=mel, seed=run.seed))
+        scores["envelope_correlation"] = round(scoring.envelope_correlation(made, mel, model.profile), 4)
+        scores["loudness_contour_correlation"] = round(scoring.loudness_contour_correlation(made, mel, model.profile), 4)
+    else:
+        n = max(int(seconds * model.sample_rate), model.profile.hop_length)
+        made = model.generate(GenerateRequest(num_samples=n, seed=run.seed, temperature=1.0))
+        reference, _ = load(test[0].path, sample_rate=model.sample_rate, mono=True)
+        scores = {"free_generation": scoring.score_free_generation(made, model.sample_rate, reference[: n])}
+    scores["scoring_wall_s"] = round(time.perf_counter() - started, 1)
+    sample_path.parent.mkdir(parents=True, exist_ok=True)
+    save(sample_path, made, model.sample_rate)
+    return scores
+
+
+def _relative(path: Path) -> str:
+    root = checkout_root()
+    try:
+        return str(path.resolve().relative_to(root)) if root is not None else str(path)
+    except ValueError:
+        return str(path)
+
+
+def export_bundle(recipe: Recipe, run_stem: Path, target: Path, scores: dict[str, Any], origin: str) -> dict[str, int]:
+    """Write the run's final weights as the fp16 bundle ``target`` (NAME.safetensors + NAME.json) with
+    its card: description, provenance (the recipe), training record, metrics. Returns file sizes."""
+    model = load_model(run_stem, family=recipe.family)
+    model.name = recipe.name
+    training = dict(model.extra_card.get("training", {}))
+    data = dict(training.get("data", {}))
+    data["sources"] = [_relative(Path(s)) for s in data.get("sources", [])]
+    training["data"] = data
+    training["started_from"] = origin
+    model.extra_card = {
+        "description": recipe.description,
+        "provenance": {
+            "recipe": recipe.name,
+            "command": f"studio train --recipe {recipe.name}",
+            "dataset": recipe.dataset,
+            "recipe_config": dict(recipe.config),
+            "trained_by": "Waveform Studio recipes (studio/engine/recipes)",
+        },
+        "training": training,
+        "metrics": {**dict(model.extra_card.get("metrics", {})), **scores},
+    }
+    paths = save_checkpoint(model, target, half=True)
+    return {p.name: p.stat().st_size for p in (paths.weights, paths.json)}
+
+
+def run_recipe(
+    recipe: Recipe, run: RecipeRun, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+    say: Callable[[str], None] | None = None,
+) -> RecipeResult:
+    """Run ``recipe`` as ``run`` says (see the module doc); returns what it did."""
+    tell = say or log.info
+    data = ensure_data(recipe, run.data, install=run.install)
+    tell(f"{recipe.name}: data {data}")
+    runs_dir = run.runs_dir or default_runs_dir()
+    folder = runs_dir / recipe.name
+    stem = folder / recipe.name
+    export_dir = (run.export_dir or default_export_dir()) if run.export else None
+    shipped = None if export_dir is None else export_dir / recipe.name
+    if run.fresh:
+        _move_aside(folder)
+    options, origin = plan_options(recipe, run, data, stem, shipped)
+    tell(f"{recipe.name}: {origin}; training to step {options.steps} on {options.device}")
+    result, time_boxed = _train(options, run.minutes, progress, cancel)
+    tell(f"{recipe.name}: {result.status} at step {result.step} ({result.wall_s:.0f} s in all); scoring")
+    model = load_model(stem, family=recipe.family)
+    sample_path = folder / f"{recipe.name}.sample.wav"
+    scores = _sample_and_score(recipe, model, data, run, sample_path)
+    exported, files = None, {}
+    if export_dir is not None:
+        exported = export_dir / recipe.name
+        files = export_bundle(recipe, stem, exported, scores, origin)
+        tell(f"{recipe.name}: exported {exported} ({', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in files.items())})")
+    outcome = RecipeResult(recipe.name, origin, result, scores, exported, sample_path, files, time_boxed)
+    if run.record is not None:
+        append_run_record(run.record, outcome, load_model(stem).extra_card.get("training", {}))
+    return outcome
+
+
+def schedule_summary(recipe: Recipe, device: str) -> dict[str, Any]:
+    return dataclasses.asdict(recipe.schedule(device))
