@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 
 from studio.cli import CliError
+from studio.cli.models import load_model_arg, parse_device
 
 GRIFFIN_LIM_NAMES = ("griffin-lim", "griffinlim", "gl")
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,34 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_eval)
 
 
-def _device(text: str) -> str:
-    if not _DEVICE.match(text):
-        raise CliError(f"--device {text}: use cpu, cuda or cuda:N")
-    if text.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise CliError(f"--device {text}: no CUDA device is available here; use --device cpu")
-    return text
-
-
-def _load_model(name: str, device: str):
-    from studio.engine.catalog import ModelNotFoundError, find_model
-    from studio.engine.checkpoints import CheckpointError, load_model
-
-    try:
-        return load_model(find_model(name).path, device=device)
-    except (ModelNotFoundError, CheckpointError) as exc:
-        raise CliError(str(exc)) from None
-
-
 def run_eval(args: argparse.Namespace) -> int:
     from studio.engine.audio.features import get_profile
     from studio.engine.datasets.manifest import DatasetError
     from studio.engine.evaluation import copysynth, report, scoring
     from studio.engine.evaluation.extras import MissingExtraError
 
-    device = _device(args.device)
+    device = parse_device(args.device)
     if args.limit is not None and args.limit < 1:
         raise CliError(f"--limit {args.limit}: give a positive number of utterances")
     if args.gl_iterations < 0:
@@ -100,7 +78,7 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.no_griffin_lim:
             raise CliError("--model griffin-lim with --no-griffin-lim leaves nothing to score")
     else:
-        model = _load_model(args.model, device)
+        model = load_model_arg(args.model, device)
         try:
             vocoders.append(copysynth.ModelVocoder(
                 model, device=device, seed=args.seed, sigma=args.sigma, temperature=args.temperature

@@ -157,8 +157,10 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- shared by generate and vocode -------------------------------------------------------------------------
-def _load(name: str, device: str):
+# -- shared by generate, vocode (and eval) --------------------------------------------------------------
+def load_model_arg(name: str, device: str):
+    """The model ``--model`` names: a catalogue name, a checkpoint path, or a PyTorch pickle with a
+    studio card next to it (tensors only, never code), on ``device``; ``CliError`` when none loads."""
     from studio.engine.catalog import ModelNotFoundError, find_model
     from studio.engine.checkpoints import PICKLE_SUFFIXES, CheckpointError, load_model
 
@@ -300,7 +302,22 @@ def _stream_to_file(model, request, out: str) -> tuple[str, bool]:
     return summary, token.cancelled
 
 
-def _report(args: argparse.Namespace, summary: str, cut_short: bool) -> int:
+def _generate_to_file(args: argparse.Namespace, model, device: str, mel, num_samples: int) -> int:
+    """Generate ``num_samples`` samples (``mel``: [n_mels, frames] or None) with the sampling options of
+    ``args`` into ``args.out``; prints the result line and returns the exit status (130: cut short)."""
+    from studio.engine.models.base import GenerateRequest
+
+    request = GenerateRequest(
+        mel=mel,
+        num_samples=num_samples,
+        seed=args.seed,
+        temperature=args.temperature,
+        sigma=args.sigma,
+        device=device,
+    )
+    print(f"{model.name}: making {request_seconds(request, model):.2f} s on {device} (Ctrl+C keeps what is made)",
+          file=sys.stderr, flush=True)
+    summary, cut_short = _stream_to_file(model, request, args.out)
     if cut_short:
         print(f"interrupted: wrote the part made so far to {args.out}: {summary}")
         return 130
@@ -309,12 +326,10 @@ def _report(args: argparse.Namespace, summary: str, cut_short: bool) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from studio.engine.models.base import GenerateRequest
-
     device = parse_device(args.device)
     if not 0 < args.seconds <= MAX_SECONDS:
         raise CliError(f"--seconds must be > 0 and at most {MAX_SECONDS:g} (one hour), got {args.seconds}")
-    model = _load(args.model, device)
+    model = load_model_arg(args.model, device)
     mel = None
     if args.mel_from:
         mel = _mel_from(args.mel_from, model) if model.conditioned else None
@@ -325,38 +340,16 @@ def run_generate(args: argparse.Namespace) -> int:
             f"{model.name} is a mel-conditioned {model.family} model: it cannot generate freely. "
             "Give --mel-from AUDIO_OR_NPY, or use `studio vocode IN --model ...`"
         )
-    request = GenerateRequest(
-        mel=mel,
-        num_samples=max(1, int(round(args.seconds * model.sample_rate))),
-        seed=args.seed,
-        temperature=args.temperature,
-        sigma=args.sigma,
-        device=device,
-    )
-    print(f"{model.name}: making {request_seconds(request, model):.2f} s on {device} (Ctrl+C keeps what is made)",
-          file=sys.stderr, flush=True)
-    return _report(args, *_stream_to_file(model, request, args.out))
+    return _generate_to_file(args, model, device, mel, max(1, int(round(args.seconds * model.sample_rate))))
 
 
 def run_vocode(args: argparse.Namespace) -> int:
-    from studio.engine.models.base import GenerateRequest
-
     device = parse_device(args.device)
-    model = _load(args.model, device)
+    model = load_model_arg(args.model, device)
     if not model.conditioned:
         raise CliError(f"{model.name} is an unconditioned {model.family} model: it cannot vocode; use `studio generate`")
     audio = _read_audio(args.input, model.sample_rate)
     mel = _mel_of_audio(audio, model.profile)
     if mel.shape[-1] == 0:
         raise CliError(f"{args.input}: too short to make one mel frame ({audio.shape[0]} samples)")
-    request = GenerateRequest(
-        mel=mel,
-        num_samples=int(audio.shape[0]),
-        seed=args.seed,
-        temperature=args.temperature,
-        sigma=args.sigma,
-        device=device,
-    )
-    print(f"{model.name}: making {request_seconds(request, model):.2f} s on {device} (Ctrl+C keeps what is made)",
-          file=sys.stderr, flush=True)
-    return _report(args, *_stream_to_file(model, request, args.out))
+    return _generate_to_file(args, model, device, mel, int(audio.shape[0]))

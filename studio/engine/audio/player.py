@@ -60,6 +60,15 @@ from studio.engine.audio.playback_sources import (
 )
 from studio.engine.audio.resample import StreamResampler
 from studio.engine.audio.ring import FrameRing, HistoryRing
+from studio.engine.audio.streams import (
+    DEFAULT_RECOVER_TIMEOUT_S,
+    REOPEN_BACKOFF_S,
+    STALL_TIMEOUT_S,
+    check_recover_timeout,
+    close_quietly,
+    open_started,
+)
+from studio.engine.audio.streams import latency_s as stream_latency_s
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +79,6 @@ DEFAULT_RING_S = 2.0  # ring capacity; live streams may fill all of it
 DEFAULT_PREBUFFER_S = 0.1  # what must be buffered before (re)starting after a start, seek or underflow
 SOURCE_CHUNK_S = 0.05  # source seconds read per producer step
 PRODUCER_PERIOD_S = 0.01  # the producer wakes at least this often
-STALL_TIMEOUT_S = 3.0  # no callback for this long while playing means the device stopped
-DEFAULT_RECOVER_TIMEOUT_S = 5.0  # keep trying to reopen a dead stream this long before giving up
-REOPEN_BACKOFF_S = (0.1, 1.0)  # first wait between reopen attempts, doubling up to the second
 
 
 class PlayerState(enum.StrEnum):
@@ -123,9 +129,7 @@ class Player:
         self.ahead_s = float(ahead_s)
         self.ring_s = max(float(ring_s), 2 * self.ahead_s, 0.2)
         self.prebuffer_s = float(prebuffer_s)
-        if recover_timeout_s < 0:
-            raise ValueError(f"recover_timeout_s must be >= 0, got {recover_timeout_s}")
-        self.recover_timeout_s = float(recover_timeout_s)
+        self.recover_timeout_s = check_recover_timeout(recover_timeout_s)
         self._lock = threading.RLock()
         self._state = PlayerState.STOPPED
         self._last_error: Exception | None = None
@@ -312,12 +316,7 @@ class Player:
             source.close()  # tells a generator feeding it to stop
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
-        if stream is not None:
-            try:
-                stream.abort()
-                stream.close()
-            except Exception as exc:  # the device may already be gone
-                log.debug("closing the output stream failed: %s", exc)
+        close_quietly(stream, what="output stream")
         if source is not None:
             source.close()
         if puller is not None:
@@ -426,6 +425,7 @@ class Player:
     # ------------------------------------------------------------------------------------ status
     @property
     def state(self) -> PlayerState:
+        """STOPPED, PLAYING, PAUSED or FINISHED (any thread; FINISHED is set by the producer thread)."""
         return self._state
 
     @property
@@ -455,11 +455,7 @@ class Player:
     @property
     def latency_s(self) -> float:
         """The output stream's latency in seconds (0.0 while no stream is open)."""
-        stream = self._stream
-        try:
-            return float(stream.latency) if stream is not None else 0.0
-        except Exception:
-            return 0.0
+        return stream_latency_s(self._stream)
 
     @property
     def buffered_s(self) -> float:
@@ -728,12 +724,7 @@ class Player:
         deadline = self._lost_since + self.recover_timeout_s
         with self._lock:
             dead = self._stream
-        if dead is not None:
-            try:
-                dead.abort()
-                dead.close()
-            except Exception as exc:
-                log.debug("closing the dead output stream: %s", exc)
+        close_quietly(dead, what="dead output stream")
         delay, attempts, problem = REOPEN_BACKOFF_S[0], 0, "no time left to reopen it"
         while not self._quit.is_set() and time.monotonic() < deadline:
             attempts += 1
@@ -741,12 +732,7 @@ class Player:
                 if self._quit.is_set() or self._stream is not dead:
                     return "stopped"
                 try:
-                    stream = sd.OutputStream(**self._stream_settings())
-                    try:
-                        stream.start()
-                    except BaseException:
-                        stream.close()
-                        raise
+                    stream = open_started(sd.OutputStream, **self._stream_settings())
                 except (sd.PortAudioError, ValueError) as exc:
                     problem = f"reopening failed: {exc}"
                     log.info("reopening %r (attempt %d) failed: %s", self.device_name, attempts, exc)
@@ -772,12 +758,7 @@ class Player:
             self._final_position = self._compute_position()
             self._quit.set()
             stream, self._stream = self._stream, None
-            if stream is not None:
-                try:
-                    stream.abort()
-                    stream.close()
-                except Exception as exc:
-                    log.debug("closing a failed output stream: %s", exc)
+            close_quietly(stream, what="failed output stream")
             if self._source is not None:
                 self._source.close()
             self._thread = None

@@ -56,6 +56,15 @@ import numpy as np
 from studio.engine.audio import devices
 from studio.engine.audio.levels import LevelMeter, Levels
 from studio.engine.audio.ring import FrameRing, HistoryRing
+from studio.engine.audio.streams import (
+    DEFAULT_RECOVER_TIMEOUT_S,
+    REOPEN_BACKOFF_S,
+    STALL_TIMEOUT_S,
+    check_recover_timeout,
+    close_quietly,
+    open_started,
+)
+from studio.engine.audio.streams import latency_s as stream_latency_s
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +77,6 @@ DEFAULT_HISTORY_S = 10.0  # how much ``recent()`` can return
 WRITER_PERIOD_S = 0.05
 DEFAULT_HEADER_INTERVAL_S = 0.1
 DEFAULT_SYNC_INTERVAL_S = 5.0
-STALL_TIMEOUT_S = 3.0  # no callback for this long means the stream died quietly
-DEFAULT_RECOVER_TIMEOUT_S = 5.0  # keep trying to reopen a dead stream this long before giving up
-REOPEN_BACKOFF_S = (0.1, 1.0)  # first wait between reopen attempts, doubling up to the second
 
 
 @dataclass(frozen=True)
@@ -167,9 +173,7 @@ class Recorder:
         self.history_s = history_s
         self.header_interval_s = header_interval_s
         self.sync_interval_s = sync_interval_s
-        if recover_timeout_s < 0:
-            raise ValueError(f"recover_timeout_s must be >= 0, got {recover_timeout_s}")
-        self.recover_timeout_s = float(recover_timeout_s)
+        self.recover_timeout_s = check_recover_timeout(recover_timeout_s)
         self.sample_rate = 0
         self.device_info: devices.DeviceInfo | None = None
         self._lock = threading.Lock()
@@ -241,8 +245,8 @@ class Recorder:
 
     def _open_stream(self):
         """Open and start an input stream on the resolved device (start and recovery)."""
-        sd = devices.sd()
-        stream = sd.InputStream(
+        return open_started(
+            devices.sd().InputStream,
             device=self.device_info.index,
             samplerate=self.sample_rate,
             channels=self.channels,
@@ -251,12 +255,6 @@ class Recorder:
             latency=self.latency,
             callback=self._callback,
         )
-        try:
-            stream.start()
-        except BaseException:
-            stream.close()
-            raise
-        return stream
 
     def stop(self) -> str:
         """Stop, write what is buffered, finalise the file and return its path (idempotent)."""
@@ -289,6 +287,7 @@ class Recorder:
     # ---------------------------------------------------------------------------------- status
     @property
     def state(self) -> RecorderState:
+        """IDLE, RECORDING or STOPPED (any thread; changes on the writer thread when recording ends)."""
         return self._state
 
     @property
@@ -337,13 +336,11 @@ class Recorder:
 
     @property
     def latency_s(self) -> float:
-        stream = self._stream
-        try:
-            return float(stream.latency) if stream is not None else 0.0
-        except Exception:
-            return 0.0
+        """The input stream's latency in seconds (0.0 while no stream is open)."""
+        return stream_latency_s(self._stream)
 
     def reset_clip(self) -> None:
+        """Clear the level meter's clip indicator (any thread)."""
         if self._meter is not None:
             self._meter.reset_clip()
 
@@ -560,15 +557,7 @@ class Recorder:
     def _close_stream(self, abort: bool = False) -> None:
         """Close the input stream; ``abort`` for a dead or stalled one (nothing left to wait for)."""
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                if abort:
-                    stream.abort()
-                else:
-                    stream.stop()
-                stream.close()
-            except Exception as exc:  # the device may be gone
-                log.debug("closing the input stream failed: %s", exc)
+        close_quietly(stream, abort=abort, what="input stream")
 
     def _close_file(self) -> None:
         f, self._file = self._file, None

@@ -46,6 +46,25 @@ def _as_frames(block: np.ndarray, channels: int) -> np.ndarray:
     return block
 
 
+def _check_size(capacity: int, channels: int) -> None:
+    if capacity < 1 or channels < 1:
+        raise ValueError(f"capacity and channels must be >= 1, got {capacity}, {channels}")
+
+
+def _store_mirrored(buf: np.ndarray, capacity: int, pos: int, block: np.ndarray) -> None:
+    """Copy ``block`` (``n <= capacity`` frames) to absolute position ``pos`` of mirrored storage
+    ``buf`` (``2 * capacity`` frames): into both halves, split where the ring wraps. No allocation."""
+    n = block.shape[0]
+    start = pos % capacity
+    first = min(n, capacity - start)
+    buf[start : start + first] = block[:first]
+    buf[start + capacity : start + capacity + first] = block[:first]
+    if first < n:
+        rest = n - first
+        buf[:rest] = block[first:n]
+        buf[capacity : capacity + rest] = block[first:n]
+
+
 class FrameRing:
     """Lock-free SPSC FIFO of float32 frames, ``capacity`` frames × ``channels``.
 
@@ -54,8 +73,7 @@ class FrameRing:
     """
 
     def __init__(self, capacity: int, channels: int) -> None:
-        if capacity < 1 or channels < 1:
-            raise ValueError(f"capacity and channels must be >= 1, got {capacity}, {channels}")
+        _check_size(capacity, channels)
         self.capacity = int(capacity)
         self.channels = int(channels)
         self._buf = np.zeros((2 * self.capacity, self.channels), dtype=np.float32)
@@ -92,16 +110,7 @@ class FrameRing:
         n = min(block.shape[0], self.capacity - (self._write_pos - self._read_pos))
         if n <= 0:
             return 0
-        start = self._write_pos % self.capacity
-        first = min(n, self.capacity - start)
-        cap = self.capacity
-        buf = self._buf
-        buf[start : start + first] = block[:first]
-        buf[start + cap : start + cap + first] = block[:first]
-        if first < n:
-            rest = n - first
-            buf[:rest] = block[first:n]
-            buf[cap : cap + rest] = block[first:n]
+        _store_mirrored(self._buf, self.capacity, self._write_pos, block[:n])
         self._write_pos += n  # publish after the copy (see the module docstring)
         return n
 
@@ -171,8 +180,7 @@ class HistoryRing:
     """
 
     def __init__(self, capacity: int, channels: int) -> None:
-        if capacity < 1 or channels < 1:
-            raise ValueError(f"capacity and channels must be >= 1, got {capacity}, {channels}")
+        _check_size(capacity, channels)
         self.capacity = int(capacity)
         self.channels = int(channels)
         self._buf = np.zeros((2 * self.capacity, self.channels), dtype=np.float32)
@@ -193,14 +201,7 @@ class HistoryRing:
             self._write_pos += n - self.capacity
             block = block[n - self.capacity :]
             n = self.capacity
-        cap = self.capacity
-        start = self._write_pos % cap
-        first = min(n, cap - start)
-        self._buf[start : start + first] = block[:first]
-        self._buf[start + cap : start + cap + first] = block[:first]
-        if first < n:
-            self._buf[: n - first] = block[first:]
-            self._buf[cap : cap + n - first] = block[first:]
+        _store_mirrored(self._buf, self.capacity, self._write_pos, block)
         self._write_pos += n
 
     def latest(self, n: int) -> np.ndarray:

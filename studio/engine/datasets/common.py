@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from studio.engine.datasets.manifest import MANIFEST_NAME, DatasetError, is_prepared_set
+from studio.engine.datasets.manifest import MANIFEST_NAME, DatasetError, is_prepared_set, write_manifest
+from studio.engine.datasets.writer import folder_bytes
 
 AUDIO_DIR = "audio"
 MIB = 1024 * 1024
@@ -60,3 +62,18 @@ def prepare_output_folder(out: str | Path) -> Path:
         (root / MANIFEST_NAME).unlink(missing_ok=True)
     (root / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
     return root
+
+
+def audio_budget_bytes(budget_mib: float | None) -> int | None:
+    """Bytes the audio files may take when the whole set is capped at ``budget_mib`` MiB (None: no cap);
+    ``MANIFEST_ALLOWANCE`` is kept back for the manifest and licence files."""
+    return None if budget_mib is None else int(budget_mib * MIB) - MANIFEST_ALLOWANCE
+
+
+def write_final_manifest(root: Path, document: dict[str, Any]) -> int:
+    """Write ``document`` as the set's manifest with ``document["bytes"]`` = the size of the whole
+    folder, manifest included (written twice so that size counts it); returns that size in bytes."""
+    write_manifest(root, document)
+    document["bytes"] = folder_bytes(root)
+    write_manifest(root, document)
+    return document["bytes"]

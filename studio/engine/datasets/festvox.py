@@ -26,19 +26,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from studio.engine.audio import files
-from studio.engine.audio.resample import resample
 from studio.engine.datasets import processing
 from studio.engine.datasets.common import (
     AUDIO_DIR,
     DEFAULT_BUDGET_MIB,
-    MANIFEST_ALLOWANCE,
     MIB,
     PrepareReport,
     SourceMissingError,
+    audio_budget_bytes,
     prepare_output_folder,
+    write_final_manifest,
 )
-from studio.engine.datasets.manifest import summarise, write_manifest
-from studio.engine.datasets.writer import folder_bytes, write_flac
+from studio.engine.datasets.manifest import summarise
+from studio.engine.datasets.writer import write_flac
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def prepare_festvox_ru(
     wavs = sorted((root / "wav").glob("ru_*.wav"))
     transcripts = read_transcripts(root)
     out_dir = prepare_output_folder(out)
-    budget = None if budget_mib is None else int(budget_mib * MIB) - MANIFEST_ALLOWANCE
+    budget = audio_budget_bytes(budget_mib)
     # Held-out first: they always go in, whatever the budget.
     order = sorted(wavs, key=lambda p: (split_of(p.stem) == "train", p.stem))
     items: list[dict] = []
@@ -129,12 +129,7 @@ def prepare_festvox_ru(
             left_out_seconds += files.info(wav, stats=False).duration_s
             continue
         audio, sr = files.load(wav, mono=True)
-        audio = processing.trim(audio, sr)
-        audio, _gain = processing.normalise_loudness(audio, sr)
-        if rate != sr:
-            audio = resample(audio, sr, rate)
-        if bits < 16:
-            audio = processing.quantise(audio, bits)
+        audio = processing.clean_up(audio, sr, rate, bits)
         target = out_dir / AUDIO_DIR / f"{uid}.flac"
         size = write_flac(target, audio, rate)
         seconds = audio.size / rate
@@ -182,10 +177,7 @@ def prepare_festvox_ru(
         "items": items,
         "summary": summarise(items),
     }
-    write_manifest(out_dir, document)
-    total = folder_bytes(out_dir)
-    document["bytes"] = total
-    write_manifest(out_dir, document)
+    total = write_final_manifest(out_dir, document)
     return PrepareReport(
         out=out_dir, splits=document["summary"], bytes=total, wall_seconds=time.perf_counter() - started,
         left_out=left_out, left_out_seconds=left_out_seconds,

@@ -28,14 +28,14 @@ from studio.engine.datasets import processing
 from studio.engine.datasets.common import (
     AUDIO_DIR,
     DEFAULT_BUDGET_MIB,
-    MANIFEST_ALLOWANCE,
-    MIB,
     PrepareReport,
     SourceMissingError,
+    audio_budget_bytes,
     prepare_output_folder,
+    write_final_manifest,
 )
-from studio.engine.datasets.manifest import summarise, write_manifest
-from studio.engine.datasets.writer import folder_bytes, write_flac
+from studio.engine.datasets.manifest import summarise
+from studio.engine.datasets.writer import write_flac
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def prepare_music(
     if not pieces:
         raise SourceMissingError(f"music21's corpus has no scores by {composer!r}")
     out_dir = prepare_output_folder(out)
-    budget = None if budget_mib is None else int(budget_mib * MIB) - MANIFEST_ALLOWANCE
+    budget = audio_budget_bytes(budget_mib)
     items: list[dict] = []
     total_seconds, written = 0.0, 0
     timings = {"midi": 0.0, "render": 0.0, "process": 0.0}
@@ -159,10 +159,7 @@ def prepare_music(
             render(midi, wav, font, rate)
             t2 = time.perf_counter()
             audio, sr = files.load(wav, mono=True)
-            audio = processing.trim(audio, sr)
-            audio, _ = processing.normalise_loudness(audio, sr)
-            if bits < 16:
-                audio = processing.quantise(audio, bits)
+            audio = processing.clean_up(audio, sr, rate, bits)
             target = out_dir / AUDIO_DIR / f"{piece_id}.flac"
             size = write_flac(target, audio, rate)
             timings["midi"] += t1 - t0
@@ -201,9 +198,7 @@ def prepare_music(
         "items": items,
         "summary": summarise(items),
     }
-    write_manifest(out_dir, document)
-    document["bytes"] = folder_bytes(out_dir)
-    write_manifest(out_dir, document)
+    write_final_manifest(out_dir, document)
     wall = time.perf_counter() - started
     return PrepareReport(
         out=out_dir, splits=document["summary"], bytes=document["bytes"], wall_seconds=wall,

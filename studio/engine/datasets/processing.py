@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from studio.engine.audio.resample import resample
+
 FRAME_SECONDS = 0.010
 DEFAULT_TRIM_RANGE_DB = 40.0
 DEFAULT_MARGIN_SECONDS = 0.10
@@ -74,3 +76,18 @@ def quantise(audio: np.ndarray, bits: int) -> np.ndarray:
     step = 2.0 ** (16 - int(bits))
     q = np.round(np.asarray(audio, dtype=np.float64) * 32768.0 / step) * step
     return (np.clip(q, -32768.0, 32767.0 // step * step) / 32768.0).astype(np.float32)
+
+
+def clean_up(audio: np.ndarray, sr: int, rate: int, bits: int) -> np.ndarray:
+    """The whole chain every prepared recording goes through: ``trim``, ``normalise_loudness``, resample
+    from ``sr`` to ``rate`` Hz (when they differ), then ``quantise`` to ``bits`` (16: left as is).
+
+    ``audio``: mono float ``[T]`` at ``sr`` Hz; returns float32 ``[T']`` at ``rate`` Hz.
+    """
+    x = trim(audio, sr)
+    x, _gain_db = normalise_loudness(x, sr)
+    if rate != sr:
+        x = resample(x, sr, rate)
+    if bits < 16:
+        x = quantise(x, bits)
+    return x
