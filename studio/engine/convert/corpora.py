@@ -106,7 +106,7 @@ def corpus(name: str) -> Corpus:
         raise VoiceError(f"unknown corpus {name!r}; known: {sorted(CORPORA)}") from None
 
 
-BUNDLED_MINUTES = 5.0
+BUNDLED_MINUTES = 8.0
 EMBEDDING_UTTERANCES = 12
 
 
@@ -132,3 +132,26 @@ def build_corpus_voice(name: str, minutes: float = BUNDLED_MINUTES, progress=Non
         )
         voice.provenance["speaker_embedding"] = f"resemblyzer GE2E centroid of {len(picks)} training utterances"
     return voice
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rebuild the shipped voices: ``python -m studio.engine.convert.corpora [--out DIR] [ru allison]``."""
+    import argparse
+    import logging
+
+    from studio.engine.convert.voice import save_voice
+
+    parser = argparse.ArgumentParser(prog="python -m studio.engine.convert.corpora", description=main.__doc__)
+    parser.add_argument("names", nargs="*", default=sorted(CORPORA), help="corpora to build voices of (default: all)")
+    parser.add_argument("--out", default="resources/voices", help="folder to write NAME.voice.* into")
+    parser.add_argument("--minutes", type=float, default=BUNDLED_MINUTES, help="audio analysed per voice")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in args.names:
+        path = save_voice(build_corpus_voice(name, args.minutes), Path(args.out) / name)
+        print(f"{path} ({path.with_name(name + '.voice.safetensors').stat().st_size / 1e6:.2f} MB arrays)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

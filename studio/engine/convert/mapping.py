@@ -1,6 +1,12 @@
-"""Speaker-to-speaker conversion on WORLD tracks: feature-statistics mapping plus frame selection.
+"""Speaker-to-speaker conversion on WORLD tracks: kNN frame selection, or feature-statistics mapping.
 
-Given a source utterance and a target :class:`Voice` (no parallel recordings needed):
+Given a source utterance and a target :class:`Voice` (no parallel recordings needed), two methods:
+
+**frames** (the default, for voices that store real frames, format 2): F0 as in step 1 below, and
+every frame's envelope and band aperiodicity replaced by the average of its nearest real target frames
+after warping, speaker normalisation and alignment (``frameselect.py`` says how). Step 4 holds too.
+
+**statistics** (voices without frames, and ``SpeakerMapping(method="statistics")``):
 
 1. **F0**: ln F0 is standardised with the source speaker's mean and spread and re-scaled with the
    target's (a linear map in the log domain: intonation shape kept, register and range moved).
@@ -25,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from studio.engine.convert import frameselect
+from studio.engine.convert.transforms import warp_frequency_axis
 from studio.engine.convert.voice import Voice, nearest, speech_mask
 from studio.engine.convert.world import (
     WorldFeatures,
@@ -36,26 +44,49 @@ from studio.engine.convert.world import (
 
 DEFAULT_SELECTION = 0.7
 DEFAULT_NEIGHBOURS = 4
+METHODS = ("frames", "statistics")
 MIN_VOICED_FRAMES = 40  # fewer voiced frames than this (0.2 s): utterance statistics are not trusted
+SHORT_BLOCK_FRAMES = 40  # blocks shorter than this (the live hops) are matched frame by frame, no context
 
 
 @dataclass(frozen=True)
 class SpeakerMapping:
     """How a conversion to a target voice is done.
 
-    selection: weight in [0, 1] of the frame-selection envelope against the statistics-mapped one.
-    neighbours: target codebook frames averaged per source frame.
+    method: "frames" (kNN frame selection; falls back to "statistics" for a voice without frames) or
+        "statistics".
+    neighbours: target frames (frames method) or codebook entries averaged per source frame.
+    context: frames method: key frames either side of each frame.
+    align_iterations: frames method: alignment passes (0: none); needs 40 voiced frames, so short
+        live blocks are matched unaligned.
+    smoothing: frames method: moving-average length over the selected envelopes, in frames.
+    warp: frames method: the source's frequency warp before matching; None estimates it.
+    utterance_pitch: map F0 from the utterance's own mean ln F0 when it has 40 voiced frames (the
+        register of a take varies; the source voice's spread is still used when one is given).
+    selection: statistics method: weight in [0, 1] of the frame-selection envelope against the statistics-mapped one.
     pitch_semitones: extra shift applied after the F0 mapping (a user's fine adjustment).
     aperiodicity: shift the voiced frames' band aperiodicity (breathiness) by the difference of the
         target's and the utterance's means.
     """
 
-    selection: float = DEFAULT_SELECTION
+    method: str = "frames"
     neighbours: int = DEFAULT_NEIGHBOURS
+    context: int = 3
+    align_iterations: int = 3
+    smoothing: int = 3
+    warp: float | None = None
+    utterance_pitch: bool = True
+    selection: float = DEFAULT_SELECTION
     pitch_semitones: float = 0.0
     aperiodicity: bool = True
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.context < 0 or self.align_iterations < 0 or self.smoothing < 1:
+            raise ValueError("context and align_iterations must be >= 0 and smoothing >= 1")
+        if self.warp is not None and not frameselect.WARP_RANGE[0] <= self.warp <= frameselect.WARP_RANGE[1]:
+            raise ValueError(f"warp must be in {frameselect.WARP_RANGE}, got {self.warp}")
         if not 0.0 <= self.selection <= 1.0:
             raise ValueError(f"selection must be in [0, 1], got {self.selection}")
         if self.neighbours < 1:
@@ -102,11 +133,16 @@ def utterance_stats(features: WorldFeatures, coded: np.ndarray, fallback: Voice)
     return SourceStats(lf0_mean, lf0_std, mean_v, std_v, mean_u, std_u)
 
 
-def map_f0(f0: np.ndarray, source: SourceStats, target: Voice, semitones: float = 0.0) -> np.ndarray:
-    """Voiced F0 [T] mapped log-linearly from the source's register to the target's (0 stays 0)."""
+def map_f0(
+    f0: np.ndarray, source: SourceStats, target: Voice, semitones: float = 0.0, source_mean: float | None = None
+) -> np.ndarray:
+    """Voiced F0 [T] mapped log-linearly from the source's register to the target's (0 stays 0).
+
+    source_mean: the ln F0 mean to map from instead of ``source.lf0_mean`` (the utterance's own)."""
     out = np.zeros_like(f0)
     v = f0 > 0
-    z = (np.log(f0[v]) - source.lf0_mean) / source.lf0_std
+    mean = source.lf0_mean if source_mean is None else source_mean
+    z = (np.log(f0[v]) - mean) / source.lf0_std
     out[v] = np.exp(z * target.lf0_std + target.lf0_mean + semitones * np.log(2.0) / 12.0)
     return out
 
@@ -163,11 +199,16 @@ def convert_to_voice(
     else:
         stats = source if source is not None else utterance_stats(features, coded, target)
     voiced = features.voiced
+    speech_voiced = voiced & speech_mask(coded)
+    utterance_mean = None
+    if mapping.utterance_pitch and speech_voiced.sum() >= MIN_VOICED_FRAMES:
+        utterance_mean = float(np.log(features.f0[speech_voiced]).mean())
+    f0 = map_f0(features.f0, stats, target, mapping.pitch_semitones, utterance_mean)
+    if mapping.method == "frames" and target.has_frames:
+        return _convert_by_frames(features, coded, stats, target, mapping, f0)
     mapped = map_envelope(coded, voiced, stats, target, mapping)
     sp = decode_envelope(mapped, features.sample_rate, features.fft_size)
-    f0 = map_f0(features.f0, stats, target, mapping.pitch_semitones)
     ap = features.ap
-    speech_voiced = voiced & speech_mask(coded)
     if mapping.aperiodicity and speech_voiced.sum() >= MIN_VOICED_FRAMES:
         bap = code_aperiodicity(ap, features.sample_rate)
         target_bap = target.arrays["bap_mean_voiced"].astype(np.float64)
@@ -176,3 +217,50 @@ def convert_to_voice(
             bap[voiced] = np.minimum(bap[voiced] + shift, -1e-3)  # band aperiodicity is in dB, <= 0
             ap = np.where(voiced[:, None], decode_aperiodicity(bap, features.sample_rate, features.fft_size), ap)
     return features.with_tracks(f0=f0, sp=sp, ap=ap)
+
+
+def _convert_by_frames(
+    features: WorldFeatures, coded: np.ndarray, stats: SourceStats, target: Voice, mapping: SpeakerMapping, f0: np.ndarray
+) -> WorldFeatures:
+    """The frames method (see ``frameselect``): envelope and aperiodicity from the nearest target frames."""
+    sr, fft = features.sample_rate, features.fft_size
+    a = target.arrays
+    voiced = features.voiced
+    speech = speech_mask(coded)
+    ratio = mapping.warp
+    if ratio is None:
+        ratio = frameselect.estimate_warp(stats.env_mean_voiced, a["env_mean_voiced"].astype(np.float64), sr, fft)
+    warped = coded
+    if ratio != 1.0:
+        warped = code_envelope(warp_frequency_axis(features.sp, ratio), sr, coded.shape[1])
+    # Standardise the warped source with its own statistics where the take has enough frames, else
+    # with the source statistics warped the same way (the live path's short blocks).
+    v_rows, u_rows = voiced & speech, ~voiced & speech
+    if v_rows.sum() >= MIN_VOICED_FRAMES and u_rows.sum() >= MIN_VOICED_FRAMES // 2:
+        norm = (warped[v_rows].mean(axis=0), np.maximum(warped[v_rows].std(axis=0), 1e-3),
+                warped[u_rows].mean(axis=0), np.maximum(warped[u_rows].std(axis=0), 1e-3))
+    else:
+        norm = _warped_stats(stats, ratio, sr, fft, coded.shape[1])
+    z = frameselect.standardise(warped, voiced, *norm)
+    settings = frameselect.SelectionSettings(
+        k=mapping.neighbours, context=mapping.context if features.frames >= SHORT_BLOCK_FRAMES else 0, iterations=mapping.align_iterations, smoothing=mapping.smoothing
+    )
+    keys = frameselect.stack_context(z, None, settings.context)
+    index = frameselect.target_index(target, settings.context)
+    env, bap = frameselect.select_frames(keys, voiced, np.flatnonzero(v_rows), index, settings)
+    env[:, 0] = coded[:, 0]  # keep the source's level contour
+    sp = decode_envelope(env, sr, fft)
+    ap = features.ap
+    if mapping.aperiodicity and bap.shape[1] == code_aperiodicity(ap[:1], sr).shape[1]:
+        ap = decode_aperiodicity(np.minimum(bap, -1e-3), sr, fft)
+    return features.with_tracks(f0=f0, sp=sp, ap=ap)
+
+
+def _warped_stats(stats: SourceStats, ratio: float, sr: int, fft: int, dims: int) -> tuple[np.ndarray, ...]:
+    """Voiced/unvoiced (mean, spread) of coded envelopes after a frequency warp by ``ratio``: the means
+    are warped through the spectrum; the spreads are kept (a warp moves formants, not their range)."""
+    if ratio == 1.0:
+        return stats.env_mean_voiced, stats.env_std_voiced, stats.env_mean_unvoiced, stats.env_std_unvoiced
+    means = decode_envelope(np.stack([stats.env_mean_voiced, stats.env_mean_unvoiced]), sr, fft)
+    warped = code_envelope(warp_frequency_axis(means, ratio), sr, dims)
+    return warped[0], stats.env_std_voiced, warped[1], stats.env_std_unvoiced

@@ -16,6 +16,13 @@ A voice called ``NAME`` is two files side by side (written atomically, JSON last
   against); ``speaker_embedding`` [256] (optional): the centroid of the speaker's d-vectors from the
   ``resemblyzer`` GE2E encoder, used by ``studio eval-convert``.
 
+  Format version 2 adds the speaker's real frames for kNN frame selection (``frameselect.py``), in
+  time order, silence dropped: ``frames_env`` [N, D] int8 (the coded envelope quantised per
+  coefficient: ``value = frames_env · frames_env_scale + frames_env_offset``, both [D] float32),
+  ``frames_bap`` [N, B] float16 (band aperiodicity, dB), ``frames_voiced`` [N] uint8 (1 = voiced) and
+  ``frames_break`` [N] uint8 (1 = first frame of a recording). Version-1 files (no frames) still load
+  and convert with the statistics mapping.
+
 Loading reads JSON and safetensors only: nothing in a voice file can run code.
 """
 
@@ -44,18 +51,21 @@ from studio.engine.convert.world import (
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "waveform-studio-voice"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 JSON_SUFFIX = ".voice.json"
 ARRAYS_SUFFIX = ".voice.safetensors"
 VOICE_SAMPLE_RATE = 16000
 ENVELOPE_DIMS = 40
 CODEBOOK_SIZE = 512
+MAX_STORED_FRAMES = 38000  # ≈ 3.2 min of speech at 5 ms, ≈ 1.85 MB per voice file
 SPEECH_RANGE_DB = 40.0  # frames within this many dB of an utterance's loudest count as speech
 MIN_SPEECH_SECONDS = 20.0
 _REQUIRED_ARRAYS = (
     "env_mean_voiced", "env_std_voiced", "env_mean_unvoiced", "env_std_unvoiced", "bap_mean_voiced",
     "codebook", "codebook_keys",
 )
+FRAME_ARRAYS = ("frames_env", "frames_env_offset", "frames_env_scale", "frames_bap", "frames_voiced", "frames_break")
+_ARRAY_DTYPES = {"frames_env": np.int8, "frames_bap": np.float16, "frames_voiced": np.uint8, "frames_break": np.uint8}
 
 
 class VoiceError(ConversionError):
@@ -78,6 +88,12 @@ class Voice:
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # derived arrays (frameselect)
+
+    @property
+    def has_frames(self) -> bool:
+        """True when the voice stores real frames for kNN frame selection (format 2)."""
+        return all(k in self.arrays for k in FRAME_ARRAYS)
 
     @property
     def envelope_dims(self) -> int:
@@ -121,7 +137,9 @@ class Voice:
 class SpeakerFrames:
     """Per-frame material of one speaker pooled over utterances (what statistics are computed from).
 
-    lf0: ln F0 of voiced frames [Nv]; env_voiced [Nv, D]; env_unvoiced [Nu, D]; bap_voiced [Nv, B].
+    lf0: ln F0 of voiced frames [Nv]; env_voiced [Nv, D]; env_unvoiced [Nu, D]; bap_voiced [Nv, B];
+    and every speech frame in time order: env [N, D], bap [N, B], voiced [N] bool, breaks [N] bool
+    (True at the first frame of an utterance).
     """
 
     lf0: np.ndarray
@@ -129,6 +147,10 @@ class SpeakerFrames:
     env_unvoiced: np.ndarray
     bap_voiced: np.ndarray
     seconds: float
+    env: np.ndarray
+    bap: np.ndarray
+    voiced: np.ndarray
+    breaks: np.ndarray
 
 
 def speech_mask(coded: np.ndarray, range_db: float = SPEECH_RANGE_DB) -> np.ndarray:
@@ -144,12 +166,18 @@ def frames_of(features: WorldFeatures, dims: int = ENVELOPE_DIMS) -> SpeakerFram
     voiced = features.voiced & speech
     unvoiced = ~features.voiced & speech
     bap = code_aperiodicity(features.ap, features.sample_rate)
+    breaks = np.zeros(int(speech.sum()), dtype=bool)
+    breaks[:1] = True
     return SpeakerFrames(
         lf0=np.log(features.f0[voiced]),
         env_voiced=coded[voiced],
         env_unvoiced=coded[unvoiced],
         bap_voiced=bap[voiced],
         seconds=float(speech.sum()) * features.frame_period_ms / 1000.0,
+        env=coded[speech],
+        bap=bap[speech],
+        voiced=features.voiced[speech],
+        breaks=breaks,
     )
 
 
@@ -160,7 +188,52 @@ def pool(frames: Sequence[SpeakerFrames]) -> SpeakerFrames:
         env_unvoiced=np.concatenate([f.env_unvoiced for f in frames]),
         bap_voiced=np.concatenate([f.bap_voiced for f in frames]),
         seconds=float(sum(f.seconds for f in frames)),
+        env=np.concatenate([f.env for f in frames]),
+        bap=np.concatenate([f.bap for f in frames]),
+        voiced=np.concatenate([f.voiced for f in frames]),
+        breaks=np.concatenate([f.breaks for f in frames]),
     )
+
+
+def quantise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[N, D] float → (int8 codes [N, D], offset [D], scale [D]) with values ≈ codes · scale + offset."""
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    scale = np.maximum((hi - lo) / 254.0, 1e-6)
+    offset = (hi + lo) / 2.0
+    codes = np.clip(np.rint((values - offset) / scale), -127, 127).astype(np.int8)
+    return codes, offset.astype(np.float32), scale.astype(np.float32)
+
+
+def stored_frames(frames: SpeakerFrames, limit: int = MAX_STORED_FRAMES) -> dict[str, np.ndarray]:
+    """The frame-selection arrays of a voice (see the module docstring): at most ``limit`` frames, taken
+    as evenly spaced runs of whole stretches so that neighbouring frames stay neighbours."""
+    n = frames.env.shape[0]
+    keep = np.ones(n, dtype=bool)
+    breaks = frames.breaks.copy()
+    if n > limit:
+        run = 400  # 2 s runs
+        starts = np.arange(0, n, run)
+        chosen = starts[np.round(np.linspace(0, len(starts) - 1, max(1, limit // run))).astype(int)]
+        keep[:] = False
+        for s in np.unique(chosen):
+            keep[s : s + run] = True
+            breaks[s] = True
+        keep[np.flatnonzero(keep)[limit:]] = False
+    codes, offset, scale = quantise(frames.env[keep])
+    return {
+        "frames_env": codes,
+        "frames_env_offset": offset,
+        "frames_env_scale": scale,
+        "frames_bap": frames.bap[keep].astype(np.float16),
+        "frames_voiced": frames.voiced[keep].astype(np.uint8),
+        "frames_break": breaks[keep].astype(np.uint8),
+    }
+
+
+def stored_envelopes(voice: Voice) -> np.ndarray:
+    """The voice's stored frames' coded envelopes, float64 [N, D] (dequantised)."""
+    a = voice.arrays
+    return a["frames_env"].astype(np.float64) * a["frames_env_scale"].astype(np.float64) + a["frames_env_offset"].astype(np.float64)
 
 
 def _std(x: np.ndarray) -> np.ndarray:
@@ -198,9 +271,10 @@ def nearest(x: np.ndarray, centroids: np.ndarray, k: int = 1) -> np.ndarray:
 
 def voice_from_frames(
     name: str, frames: SpeakerFrames, *, sample_rate: int, frame_period_ms: float, codebook_size: int = CODEBOOK_SIZE,
-    description: str = "", provenance: dict[str, Any] | None = None,
+    description: str = "", provenance: dict[str, Any] | None = None, frames_limit: int = MAX_STORED_FRAMES,
 ) -> Voice:
-    """Statistics + codebook of a pooled speaker (VoiceError when there is too little speech)."""
+    """Statistics, codebook and (``frames_limit`` > 0) up to that many real frames of a pooled speaker
+    (VoiceError when there is too little speech)."""
     if frames.lf0.shape[0] < 200 or frames.env_unvoiced.shape[0] < 50:
         raise VoiceError(
             f"too little voiced speech to build voice {name!r} ({frames.seconds:.1f} s of speech found): "
@@ -217,16 +291,21 @@ def voice_from_frames(
         "codebook": codebook,
         "codebook_keys": (codebook - mean_v) / std_v,
     }
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}
+    if frames_limit > 0:
+        arrays.update(stored_frames(frames, frames_limit))
     prov = dict(provenance or {})
     prov["speech_minutes"] = round(frames.seconds / 60.0, 2)
     prov["voiced_frames"] = int(frames.lf0.shape[0])
+    if "frames_env" in arrays:
+        prov["stored_frames"] = int(arrays["frames_env"].shape[0])
     return Voice(
         name=name,
         sample_rate=int(sample_rate),
         frame_period_ms=float(frame_period_ms),
         lf0_mean=float(frames.lf0.mean()),
         lf0_std=float(max(frames.lf0.std(), 1e-3)),
-        arrays={k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()},
+        arrays=arrays,
         description=description,
         provenance=prov,
     )
@@ -325,7 +404,7 @@ def save_voice(voice: Voice, path: str | os.PathLike[str]) -> Path:
 
     json_path, arrays_path = voice_paths(path)
     document = voice.to_document()
-    arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in voice.arrays.items()}
+    arrays = {k: np.ascontiguousarray(v, dtype=_ARRAY_DTYPES.get(k, np.float32)) for k, v in voice.arrays.items()}
     _atomic_write(arrays_path, save(arrays, metadata={"format": FORMAT_NAME}))
     _atomic_write(json_path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
     voice.path = json_path
@@ -369,6 +448,18 @@ def load_voice(path: str | os.PathLike[str]) -> Voice:
     dims = arrays["env_mean_voiced"].shape
     if len(dims) != 1 or any(arrays[k].shape[-1] != dims[0] for k in _REQUIRED_ARRAYS if k.startswith(("env", "code"))):
         raise VoiceError(f"{arrays_path}: array shapes do not agree; build the voice again")
+    present = [k for k in FRAME_ARRAYS if k in arrays]
+    if present:
+        if len(present) != len(FRAME_ARRAYS):
+            raise VoiceError(f"{arrays_path}: frame arrays {sorted(set(FRAME_ARRAYS) - set(present))} are missing; build the voice again")
+        n = arrays["frames_env"].shape[0]
+        if (
+            arrays["frames_env"].ndim != 2 or arrays["frames_env"].shape[1] != dims[0] or n == 0
+            or any(arrays[k].shape != (dims[0],) for k in ("frames_env_offset", "frames_env_scale"))
+            or arrays["frames_bap"].shape[0] != n or arrays["frames_voiced"].shape != (n,) or arrays["frames_break"].shape != (n,)
+            or any(arrays[k].dtype != dtype for k, dtype in _ARRAY_DTYPES.items())
+        ):
+            raise VoiceError(f"{arrays_path}: frame array shapes or types do not agree; build the voice again")
     for key, value in arrays.items():
         if not np.all(np.isfinite(value)):
             raise VoiceError(f"{arrays_path}: array {key!r} holds NaN or infinity; build the voice again")

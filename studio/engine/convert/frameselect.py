@@ -1,0 +1,215 @@
+"""kNN frame selection: every source frame's envelope is replaced by real frames of the target speaker.
+
+The approach of kNN-VC (Baas et al. 2023) with features that exist offline here (WORLD's coded
+envelope instead of a self-supervised network's):
+
+1. **Vocal-tract warp** (``estimate_warp``): the source's envelopes are stretched along frequency by
+   the factor that best lays its mean log-spectrum onto the target's (a male → female conversion
+   lands near 1.15), so that matching compares the same phonetic events, not the same frequencies.
+2. **Speaker normalisation**: coefficients 1… of the coded envelope (coefficient 0 is the level) are
+   standardised per speaker (voiced and unvoiced frames apart) and stacked with ``context`` frames
+   either side (weighted ½), giving a key per frame [N, (2·context + 1)·(D − 1)].
+3. **Alignment** (``align``, iterative nearest neighbours as in INCA, Erro et al. 2010): an affine map of
+   the source's keys is fitted to their nearest target keys and the target keys' nearest source
+   keys, applied, and fitted again (``iterations`` times). Mean/variance normalisation alone leaves
+   a speaker bias, and a biased match picks the target frames that sound most like the source.
+4. **Selection**: per source frame the ``k`` target frames of the same voicing with the highest
+   cosine similarity; their envelopes and band aperiodicities are averaged, then smoothed over
+   ``smoothing`` frames. The source's level contour (coefficient 0) is kept.
+
+Target keys are computed once per voice and kept in ``voice.cache``. Pure numpy on the calling thread;
+cost ~N_source · N_target · key size multiply-adds (offline ≈ 2–5 s per 10 s of speech on a loaded
+core, alignment included). Short blocks (the live path's hops) are matched without context and
+without alignment, which keeps a 30 ms hop to a few milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from studio.engine.convert.voice import Voice, stored_envelopes
+from studio.engine.convert.world import decode_envelope
+
+WARP_RANGE = (0.8, 1.25)
+WARP_BAND_HZ = (150.0, 5000.0)
+MIN_ALIGN_FRAMES = 40
+_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """k: frames averaged per source frame; context: key frames either side; iterations: alignment
+    passes (0: none); smoothing: moving-average length in frames (1: none); warp: the source's
+    frequency warp factor, or None to estimate it."""
+
+    k: int = 4
+    context: int = 3
+    iterations: int = 3
+    smoothing: int = 3
+    warp: float | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Per source frame [T]: the averaged coded envelope [T, D] and band aperiodicity [T, B]."""
+
+    envelope: np.ndarray
+    bap: np.ndarray
+    warp: float
+
+
+def estimate_warp(source_mean: np.ndarray, target_mean: np.ndarray, sample_rate: int, fft_size: int) -> float:
+    """The frequency-stretch factor in WARP_RANGE that best maps the source's mean coded envelope [D]
+    onto the target's (least squares between level-free log spectra in WARP_BAND_HZ)."""
+    both = decode_envelope(np.stack([source_mean, target_mean]).astype(np.float64), sample_rate, fft_size)
+    log_s, log_t = np.log(np.maximum(both, 1e-30))
+    hz = np.arange(log_s.shape[0]) * sample_rate / fft_size
+    band = (hz >= WARP_BAND_HZ[0]) & (hz <= WARP_BAND_HZ[1])
+    ref = log_t[band] - log_t[band].mean()
+    best, best_err = 1.0, np.inf
+    for ratio in np.linspace(WARP_RANGE[0], WARP_RANGE[1], 46):
+        warped = np.interp(hz / ratio, hz, log_s)[band]
+        err = float(np.mean((warped - warped.mean() - ref) ** 2))
+        if err < best_err:
+            best, best_err = float(ratio), err
+    return best
+
+
+def stack_context(z: np.ndarray, breaks: np.ndarray | None, context: int) -> np.ndarray:
+    """[N, C] → [N, (2·context + 1)·C]: each frame with its neighbours ±1…±context (weight ½),
+    never reaching across a ``breaks`` boundary (True at the first frame of a recording)."""
+    if context == 0:
+        return z
+    n = z.shape[0]
+    segment = np.cumsum(breaks) if breaks is not None else np.zeros(n, dtype=np.int64)
+    parts = [z]
+    here = np.arange(n)
+    for d in range(1, context + 1):
+        for step in (-d, d):
+            idx = np.clip(here + step, 0, n - 1)
+            idx = np.where(segment[idx] == segment, idx, here)
+            parts.append(0.5 * z[idx])
+    return np.concatenate(parts, axis=1)
+
+
+def standardise(coded: np.ndarray, voiced: np.ndarray, mean_v, std_v, mean_u, std_u) -> np.ndarray:
+    """Coefficients 1… of coded envelopes [N, D] standardised with voiced/unvoiced statistics → [N, D − 1]."""
+    z = np.empty((coded.shape[0], coded.shape[1] - 1))
+    z[voiced] = (coded[voiced, 1:] - mean_v[1:]) / std_v[1:]
+    z[~voiced] = (coded[~voiced, 1:] - mean_u[1:]) / std_u[1:]
+    return z
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+
+
+def nearest_cosine(queries: np.ndarray, keys_unit: np.ndarray, k: int) -> np.ndarray:
+    """Indices [Q, k] of the k keys (rows already unit length) most cosine-similar to each query."""
+    k = min(k, keys_unit.shape[0])
+    q = _unit(queries).astype(keys_unit.dtype, copy=False)
+    out = np.empty((q.shape[0], k), dtype=np.int64)
+    for i in range(0, q.shape[0], _CHUNK):
+        sims = q[i : i + _CHUNK] @ keys_unit.T
+        out[i : i + _CHUNK] = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.arange(k)
+    return out
+
+
+@dataclass(frozen=True)
+class TargetIndex:
+    """A voice's stored frames ready for matching: envelopes [N, D], bap [N, B], voiced [N] bool,
+    keys [N, K] and unit-length float32 keys per voicing class."""
+
+    envelope: np.ndarray
+    bap: np.ndarray
+    voiced: np.ndarray
+    keys: np.ndarray
+    unit_voiced: np.ndarray
+    unit_unvoiced: np.ndarray
+    rows_voiced: np.ndarray
+    rows_unvoiced: np.ndarray
+
+
+def target_index(voice: Voice, context: int) -> TargetIndex:
+    """The voice's :class:`TargetIndex` (computed once per ``context`` and cached on the voice)."""
+    key = f"frameselect/{context}"
+    cached = voice.cache.get(key)
+    if cached is not None:
+        return cached
+    a = voice.arrays
+    env = stored_envelopes(voice)
+    voiced = a["frames_voiced"].astype(bool)
+    z = standardise(
+        env, voiced, *(a[n].astype(np.float64) for n in ("env_mean_voiced", "env_std_voiced", "env_mean_unvoiced", "env_std_unvoiced"))
+    )
+    keys = stack_context(z, a["frames_break"].astype(bool), context)
+    rows_v, rows_u = np.flatnonzero(voiced), np.flatnonzero(~voiced)
+    index = TargetIndex(
+        envelope=env, bap=a["frames_bap"].astype(np.float64), voiced=voiced, keys=keys,
+        unit_voiced=_unit(keys[rows_v]).astype(np.float32), unit_unvoiced=_unit(keys[rows_u]).astype(np.float32),
+        rows_voiced=rows_v, rows_unvoiced=rows_u,
+    )
+    voice.cache[key] = index
+    return index
+
+
+def align(queries: np.ndarray, fit_rows: np.ndarray, targets: np.ndarray, iterations: int, ridge: float = 1.0) -> np.ndarray:
+    """Iterative nearest-neighbour alignment of ``queries`` [T, K] to the ``targets`` key cloud [M, K].
+
+    ``fit_rows`` picks the query frames the affine map is fitted on (voiced speech). Each pass pairs
+    every fitted query with its nearest target and every target with its nearest query, solves a
+    ridge-regularised affine least-squares map from the original queries to the paired targets, and
+    maps all queries with it. Returns the mapped queries [T, K].
+    """
+    x = queries[fit_rows]
+    if iterations <= 0 or x.shape[0] < MIN_ALIGN_FRAMES:
+        return queries
+    targets_unit = _unit(targets)
+    ones = np.ones((queries.shape[0], 1))
+    design_all = np.concatenate([queries, ones], axis=1)
+    current = queries
+    for _ in range(iterations):
+        cur = current[fit_rows]
+        to_target = nearest_cosine(cur, targets_unit, 1)[:, 0]
+        to_source = nearest_cosine(targets, _unit(cur), 1)[:, 0]
+        inputs = np.concatenate([x, x[to_source]])
+        outputs = np.concatenate([targets[to_target], targets])
+        design = np.concatenate([inputs, np.ones((inputs.shape[0], 1))], axis=1)
+        gram = design.T @ design + ridge * np.eye(design.shape[1])
+        weights = np.linalg.solve(gram, design.T @ outputs)
+        current = design_all @ weights
+    return current
+
+
+def moving_average(x: np.ndarray, length: int) -> np.ndarray:
+    """Centred moving average over time of [T, C] (edges repeat), ``length`` frames."""
+    if length <= 1 or x.shape[0] < 2:
+        return x
+    pad = np.pad(x, ((length // 2, length - 1 - length // 2), (0, 0)), mode="edge")
+    c = np.cumsum(np.concatenate([np.zeros((1, x.shape[1])), pad]), axis=0)
+    return (c[length:] - c[:-length]) / length
+
+
+ALIGN_TARGET_FRAMES = 12000  # the target cloud the alignment pairs against (subsampled, for speed)
+
+
+def select_frames(
+    source_keys: np.ndarray, voiced: np.ndarray, fit_rows: np.ndarray, index: TargetIndex, settings: SelectionSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Averaged target envelopes [T, D] and band aperiodicities [T, B] for source keys [T, K]."""
+    if settings.iterations > 0 and fit_rows.size >= MIN_ALIGN_FRAMES and index.rows_voiced.size:
+        cloud = index.keys[index.rows_voiced[:: max(1, index.rows_voiced.size // ALIGN_TARGET_FRAMES)]]
+        source_keys = align(source_keys, fit_rows, cloud, settings.iterations)
+    env = np.zeros((source_keys.shape[0], index.envelope.shape[1]))
+    bap = np.zeros((source_keys.shape[0], index.bap.shape[1]))
+    for mask, unit, rows in ((voiced, index.unit_voiced, index.rows_voiced), (~voiced, index.unit_unvoiced, index.rows_unvoiced)):
+        if not mask.any():
+            continue
+        if rows.size == 0:  # a voice without frames of this class: use the other class
+            unit, rows = (index.unit_voiced, index.rows_voiced) if index.rows_unvoiced.size == 0 else (index.unit_unvoiced, index.rows_unvoiced)
+        picks = rows[nearest_cosine(source_keys[mask], unit, settings.k)]
+        env[mask] = index.envelope[picks].mean(axis=1)
+        bap[mask] = index.bap[picks].mean(axis=1)
+    return moving_average(env, settings.smoothing), moving_average(bap, settings.smoothing)
