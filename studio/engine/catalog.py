@@ -31,10 +31,9 @@ from studio.engine.checkpoints import (
     read_document,
 )
 from studio.engine.models.base import ModelCard
+from studio.engine.storage import APP_DIR_NAME, user_data_dir
 
 log = logging.getLogger(__name__)
-
-APP_DIR_NAME = "waveform-studio"
 
 
 class ModelNotFoundError(LookupError):
@@ -78,12 +77,8 @@ class CatalogScan:
 
 
 def user_models_dir() -> Path:
-    """The user's models folder (may not exist yet)."""
-    explicit = os.environ.get("STUDIO_MODELS_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data_home) / APP_DIR_NAME / "models"
+    """The user's models folder (may not exist yet): ``$STUDIO_MODELS_DIR`` or the XDG data folder."""
+    return user_data_dir("models", "STUDIO_MODELS_DIR")
 
 
 def bundled_models_dir() -> Path | None:

@@ -25,12 +25,10 @@ All functions here run on the calling thread and touch only the files they are g
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import pickle
-import tempfile
 import uuid
 import warnings
 import zipfile
@@ -42,6 +40,7 @@ from typing import Any
 import torch
 
 from studio.engine.models.base import ModelCard, WaveformModel, build_model, get_family
+from studio.engine.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -110,47 +109,6 @@ class CheckpointPaths:
 
 
 # -- atomic writes ---------------------------------------------------------------------------------
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _new_file_mode() -> int:
-    """0o666 less the process umask (mkstemp makes 0o600 files; checkpoints are shared like any file)."""
-    umask = 0o022
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("Umask:"):
-                umask = int(line.split()[1], 8)
-    return 0o666 & ~umask
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # -- nested structures with tensors <-> JSON + flat tensor dict ---------------------------------------
 _TENSOR_REF = "__tensor__"
 _ITEMS = "__items__"

@@ -28,11 +28,9 @@ Loading reads JSON and safetensors only: nothing in a voice file can run code.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +45,7 @@ from studio.engine.convert.world import (
     code_aperiodicity,
     code_envelope,
 )
+from studio.engine.storage import APP_DIR_NAME, atomic_write_bytes, user_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -382,22 +381,6 @@ def is_voice_path(path: str | os.PathLike[str]) -> bool:
     return json_path.is_file() and arrays_path.is_file()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def save_voice(voice: Voice, path: str | os.PathLike[str]) -> Path:
     """Write ``voice`` as ``path.voice.safetensors`` then ``path.voice.json``; returns the JSON path."""
     from safetensors.numpy import save
@@ -405,8 +388,8 @@ def save_voice(voice: Voice, path: str | os.PathLike[str]) -> Path:
     json_path, arrays_path = voice_paths(path)
     document = voice.to_document()
     arrays = {k: np.ascontiguousarray(v, dtype=_ARRAY_DTYPES.get(k, np.float32)) for k, v in voice.arrays.items()}
-    _atomic_write(arrays_path, save(arrays, metadata={"format": FORMAT_NAME}))
-    _atomic_write(json_path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(arrays_path, save(arrays, metadata={"format": FORMAT_NAME}))
+    atomic_write_bytes(json_path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
     voice.path = json_path
     return json_path
 
@@ -478,16 +461,9 @@ def load_voice(path: str | os.PathLike[str]) -> Voice:
 
 
 # ------------------------------------------------------------------------------------- catalogue
-APP_DIR_NAME = "waveform-studio"
-
-
 def user_voices_dir() -> Path:
     """``$STUDIO_VOICES_DIR``, else ``$XDG_DATA_HOME/waveform-studio/voices`` (``~/.local/share/…``)."""
-    explicit = os.environ.get("STUDIO_VOICES_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data_home) / APP_DIR_NAME / "voices"
+    return user_data_dir("voices", "STUDIO_VOICES_DIR")
 
 
 def bundled_voices_dir() -> Path | None:
