@@ -356,3 +356,154 @@ def test_native_loop_falls_back_when_the_build_fails_and_reuses_its_cache(tmp_pa
     monkeypatch.setenv(wn_native.ENV_DISABLE, "1")
     monkeypatch.setattr(wn_native, "_state", {})
     assert wn_native.native_library() is None
+
+
+# -- the native WaveRNN step loop ---------------------------------------------------------------------------
+def rnn_native_or_skip():
+    from studio.engine.models import wavernn_native as rnn_native
+
+    lib = rnn_native.native_library()
+    if lib is None:
+        pytest.skip("native loop unavailable (no compiler)")
+    return rnn_native
+
+
+def perturbed_rnn(mode: str) -> WaveRNN:
+    """``rnn(mode)`` with every weight nudged, so the biases and all gates matter."""
+    model = rnn(mode)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.15 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("mode", ["mulaw", "dual"])
+@pytest.mark.parametrize("batch", [1, 6, 13])  # 6: four sharing weight loads + two alone; 13: 8 + 4 + 1
+def test_native_wavernn_logits_equal_the_torch_steps(mode, batch):
+    rnn_native = rnn_native_or_skip()
+    model = perturbed_rnn(mode)
+    n = 50
+    with torch.inference_mode():
+        cond = model.conditioning(torch.randn(batch, 8, 4), n, batch=batch)
+    k = model.config.classes ** model.draws_per_step
+    forced = torch.randint(0, k, (batch, n), generator=torch.Generator().manual_seed(batch))
+    expected = forced_logits(model, cond, forced)  # [T, parts, B, K]
+    run = rnn_native.native_run(model.stepper(), batch, model.start_class)
+    got = run.logits(cond, forced)
+    assert expected.abs().max() > 0.5
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["mulaw", "dual"])
+def test_native_wavernn_generation_equals_the_torch_steps_and_the_plain_path(mode):
+    """Same uniforms, same classes. The logits differ by float rounding (~5e-7), so a draw whose uniform
+    falls within rounding of a CDF step can go either way (about 3.5e-5 of draws with 512 classes, measured
+    with torch alone): the seed is fixed, and the logits test above is the tolerance proof."""
+    rnn_native_or_skip()
+    model = perturbed_rnn(mode)
+    mel_np = np.random.default_rng(3).standard_normal((8, 40)).astype(np.float32)
+    folded = {"folded": True, "fold_length": 96, "fold_overlap": 32}  # 5 folds: one block of four + one
+    for opts in ({}, folded):
+        for temperature in (1.0, 0.0):
+            request = GenerateRequest(mel=mel_np, seed=12, temperature=temperature, block_size=97, options=opts)
+            native = model.generate(request)
+            torch_steps = model.generate(
+                GenerateRequest(**{**request.__dict__, "options": {**opts, "native": False}})
+            )
+            assert np.abs(native).max() > 0
+            np.testing.assert_array_equal(native, torch_steps)
+    mel_t = torch.from_numpy(mel_np[:, :12]).unsqueeze(0)
+    short = GenerateRequest(mel=mel_np[:, :12], seed=5, temperature=0.9)
+    plain = model.generate_plain(mel_t, 12 * 16, torch.Generator().manual_seed(5), 0.9).numpy()
+    np.testing.assert_array_equal(model.generate(short), plain)
+
+
+@pytest.mark.parametrize("mode", ["mulaw", "dual"])
+def test_native_wavernn_feeds_the_distribution_tap_like_the_torch_steps(mode):
+    rnn_native_or_skip()
+    model = perturbed_rnn(mode)
+    mel_np = np.random.default_rng(4).standard_normal((8, 12)).astype(np.float32)
+    rows = {}
+    for native in (True, False):
+        got: list = []
+        opts = {"native": native, "on_distribution": lambda start, probs, got=got: got.append((start, probs)),
+                "distribution_stride": 7}
+        rows[native] = (model.generate(GenerateRequest(mel=mel_np, seed=2, block_size=50, options=opts)), got)
+    np.testing.assert_array_equal(rows[True][0], rows[False][0])
+    assert [s for s, _ in rows[True][1]] == [s for s, _ in rows[False][1]] and rows[True][1]
+    for (_, a), (_, b) in zip(rows[True][1], rows[False][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_native_wavernn_falls_back_to_the_torch_steps_and_says_why(tmp_path, monkeypatch, caplog):
+    from studio.engine.models import wavernn_native as rnn_native
+
+    model = perturbed_rnn("mulaw")
+    request = GenerateRequest(mel=np.random.default_rng(5).standard_normal((8, 6)).astype(np.float32), seed=1)
+    expected = model.generate(GenerateRequest(**{**request.__dict__, "options": {"native": False}}))
+    monkeypatch.setenv("WAVEFORM_STUDIO_CACHE", str(tmp_path))
+
+    def fresh_state(**env):
+        monkeypatch.setattr(rnn_native, "_state", {})
+        for key, value in env.items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
+        caplog.clear()
+
+    with caplog.at_level("INFO", logger=rnn_native.__name__):
+        fresh_state(**{rnn_native.ENV_DISABLE: "1"})
+        np.testing.assert_array_equal(model.generate(request), expected)
+        assert "native WaveRNN step loop switched off (STUDIO_NO_NATIVE=1)" in caplog.text
+        fresh_state(**{rnn_native.ENV_DISABLE: None, "CC": "false"})  # a "compiler" that always fails
+        np.testing.assert_array_equal(model.generate(request), expected)
+        assert "native WaveRNN step loop unavailable (false exited with" in caplog.text
+        fresh_state(CC=None, PATH=str(tmp_path / "empty"))  # no compiler anywhere
+        np.testing.assert_array_equal(model.generate(request), expected)
+        assert "no C compiler found" in caplog.text
+        assert not list((tmp_path / "native").glob("wavernn_native-*.so"))
+        monkeypatch.undo()  # the real PATH and cache again, then a real build into a fresh cache
+        monkeypatch.setenv("WAVEFORM_STUDIO_CACHE", str(tmp_path))
+        fresh_state()
+        if rnn_native.find_compiler() is None:
+            pytest.skip("no C compiler on this machine")
+        assert rnn_native.native_library() is not None
+        assert len(list((tmp_path / "native").glob("wavernn_native-*.so"))) == 1
+        fresh_state(CC="false")  # built once: the cache needs no compiler any more
+        assert rnn_native.native_library() is not None
+        np.testing.assert_array_equal(model.generate(request), expected)
+
+
+@pytest.mark.parametrize("folded", [False, True])
+def test_native_wavernn_cancel_lands_within_200_ms(folded):
+    import threading
+    import time
+
+    from studio.engine.models.base import CancelToken
+
+    rnn_native_or_skip()
+    torch.manual_seed(1)
+    cfg = WaveRNNConfig(bits=9, rnn_dims=128, fc_dims=128, n_mels=8, upsample_scales=(4, 4), res_blocks=1,
+                        compute_dims=16, res_out_dims=16, pad=1)
+    model = WaveRNN(cfg, RNN_PROFILE).eval()
+    frames = 20000  # 320000 samples: seconds of native stepping even on a fast idle machine
+    token = CancelToken()
+    opts = {"folded": True, "fold_length": 64000, "fold_overlap": 64} if folded else {}
+    request = GenerateRequest(mel=np.random.default_rng(2).standard_normal((8, frames)).astype(np.float32),
+                              block_size=1_000_000, cancel=token, options=opts)
+    result: dict = {}
+
+    def worker():
+        result["audio"] = model.generate(request)
+        result["end"] = time.perf_counter()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    time.sleep(0.4)
+    cancelled_at = time.perf_counter()
+    token.cancel()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert result["end"] - cancelled_at < 0.2
+    assert 0 < len(result["audio"]) < frames * 16

@@ -1,9 +1,13 @@
 """The studio's main window: views in the middle, docks around, transport below, status at the bottom.
 
-Threads: everything here runs on the GUI thread. Slow work (file I/O, model loading, generation,
-spectrograms) runs in ``studio.workers``; their signals arrive here queued. One 30 Hz timer polls the
-player and the recorder (cheap status snapshots) and moves the playhead and meters; the views repaint
-from their own timer. A worker error becomes a message box that does not block the event loop.
+Threads: everything here runs on the GUI thread except ``finish_recording``, which a worker runs.
+Slow work (decoding files and building their tracks, saving, model loading, generation, spectrograms,
+finishing a recording) runs in workers; their signals arrive here queued. Starting and stopping the
+player and starting the recorder stay here: they open or close a stream and took 2–70 ms (measured
+through the PulseAudio test server). Saving unsaved takes when the window closes also blocks, on
+purpose: the window must not go before they are written. One 30 Hz timer polls the player and the
+recorder (cheap status snapshots) and moves the playhead and meters; the views repaint from their own
+timer. A worker error becomes a message box that does not block the event loop.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,11 +45,18 @@ from studio.ui.panels.transport import TransportBar
 from studio.ui.panels.viewsettings import SpectrogramSettingsBar
 from studio.ui.takes import Take, TakesPanel
 from studio.ui.training import TrainingController, families_and_profiles
+from studio.ui.views.distribution import DistributionTrack
 from studio.ui.views.timeline import TimelineView
-from studio.ui.views.track import AudioTrack
+from studio.ui.views.track import AudioTrack, load_track
 from studio.ui.widgets.vscroll import VerticalScrollArea
 from studio.workers.base import FunctionWorker, Worker, describe_error, start_worker, wait_for_workers
-from studio.workers.generation import GenerationJob, GenerationWorker, block_size_for
+from studio.workers.generation import (
+    DISTRIBUTION_STRIDE,
+    GenerationJob,
+    GenerationWorker,
+    block_size_for,
+    distribution_classes,
+)
 from studio.workers.models import LoadedModel, ModelLoadWorker, available_devices
 from studio.workers.spectrum import SpectrogramSettings
 
@@ -65,6 +77,22 @@ def _audio_extension_ok(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
 
 
+@dataclass
+class FinishedRecording:
+    """A stopped recording read back from ``path`` as a complete mono ``track``; ``gaps``: the
+    recorder's ``RecordingGap``s (spans the input lost, silence in the file)."""
+
+    path: str
+    track: AudioTrack
+    gaps: tuple[Any, ...]
+
+
+def finish_recording(recorder: Any) -> FinishedRecording:
+    """Worker thread: stop ``recorder`` (drains, finalises the file) and read the file back."""
+    path = recorder.stop()
+    return FinishedRecording(path, load_track(path), recorder.gaps)
+
+
 class MainWindow(QMainWindow):
     """The studio window. ``takeOpened(Take)`` fires whenever a take becomes the shown one."""
 
@@ -82,7 +110,6 @@ class MainWindow(QMainWindow):
         self.generation: GenerationWorker | None = None
         self.generation_take: Take | None = None
         self.recorder: Any = None
-        self.recording_take_path: str | None = None
         self.last_recording: Take | None = None
         self.error_box: QMessageBox | None = None
         self.errors: list[tuple[str, str]] = []
@@ -167,6 +194,7 @@ class MainWindow(QMainWindow):
         self.generate_panel.device.addItems(available_devices())
         self.generate_panel.generateRequested.connect(self.generate)
         self.generate_panel.cancelRequested.connect(self.cancel_generation)
+        self.generate_panel.showDistributionChanged.connect(lambda _on: self._show_distribution_of(self.current_take))
         self.record_panel = RecordPanel()
         self.record_panel.recordToggled.connect(self.toggle_recording)
         self.record_panel.inputDeviceChosen.connect(self.set_input_device)
@@ -303,6 +331,7 @@ class MainWindow(QMainWindow):
         panel.temperature.setValue(settings_store.read_float(s, "generate/temperature", 1.0))
         panel.sigma.setValue(settings_store.read_float(s, "generate/sigma", 0.6))
         panel.denoise.setValue(settings_store.read_float(s, "generate/denoise", 0.0))
+        panel.show_distribution.setChecked(settings_store.read_bool(s, "generate/show_distribution", False))
         self.convert_panel.restore_state(s)
         self.train_panel.restore_state(s)
 
@@ -318,6 +347,7 @@ class MainWindow(QMainWindow):
         p = self.generate_panel.params()
         for key in ("mode", "seconds", "seed", "temperature", "sigma", "denoise"):
             s.setValue(f"generate/{key}", getattr(p, key))
+        s.setValue("generate/show_distribution", self.generate_panel.show_distribution.isChecked())
         self.convert_panel.save_state(s)
         self.train_panel.save_state(s)
         s.sync()
@@ -348,7 +378,11 @@ class MainWindow(QMainWindow):
         try:
             found = devices.list_devices()
         except devices.AudioDeviceError as exc:
-            self.show_error("No audio devices", f"{exc}\n\nPlayback and recording are unavailable.")
+            self.show_error(
+                "No audio devices",
+                f"{exc}\n\nPlayback and recording are unavailable: start the sound server (or plug in a "
+                "device), then restart the studio.",
+            )
             found = []
         outputs = [DEFAULT_DEVICE] + [d.name for d in found if d.has("output") and d.name != DEFAULT_DEVICE]
         inputs = [DEFAULT_DEVICE] + [d.name for d in found if d.has("input") and d.name != DEFAULT_DEVICE]
@@ -419,6 +453,7 @@ class MainWindow(QMainWindow):
             return
         self.current_take = take
         self.timeline.set_track(take.track, fit=fit)
+        self._show_distribution_of(take)
         self.empty_hint.hide()
         self.takes_panel.select(take)
         self.transport.set_time(0.0, take.track.duration_s)
@@ -441,6 +476,11 @@ class MainWindow(QMainWindow):
                 self.timeline.set_track(None)
                 self.empty_hint.show()
 
+    def _show_distribution_of(self, take: Take | None) -> None:
+        """The heat map of ``take``'s predicted distribution, when it has one and the option is on."""
+        wanted = take is not None and self.generate_panel.show_distribution.isChecked()
+        self.timeline.set_distribution(take.distribution if wanted else None)
+
     def _on_ab(self, show_source: bool) -> None:
         """A/B: switch between the selected take and its source, at the same playhead."""
         take = self.takes_panel.current()
@@ -453,6 +493,7 @@ class MainWindow(QMainWindow):
         playing = self.is_playing()
         self.current_take = target
         self.timeline.set_track(target.track, fit=False)
+        self._show_distribution_of(target)
         self.timeline.set_playhead(min(t, target.track.duration_s), follow=False)
         self.status_rate.setText(f"{target.sample_rate} Hz")
         self.statusBar().showMessage(f"Showing {'B: ' + target.name if show_source else 'A: ' + take.name}", 3000)
@@ -468,16 +509,13 @@ class MainWindow(QMainWindow):
             self.open_file(path)
 
     def open_file(self, path: str) -> FunctionWorker:
-        """Decode ``path`` in a worker; the take opens in the views when it is read."""
-        from studio.engine.audio import files
-
+        """Decode ``path`` and build its track in a worker; the take opens in the views when it is read."""
         path = os.path.abspath(path)
         self.statusBar().showMessage(f"Opening {path}…")
-        return self.run_function(files.load, path, mono=True, on_result=lambda r, p=path: self._on_file_loaded(p, r))
+        return self.run_function(load_track, path, on_result=lambda track, p=path: self._on_file_loaded(p, track))
 
-    def _on_file_loaded(self, path: str, result: tuple[np.ndarray, int]) -> None:
-        audio, sr = result
-        take = Take(os.path.basename(path), AudioTrack(sr, audio, os.path.basename(path)), "file", path=path)
+    def _on_file_loaded(self, path: str, track: AudioTrack) -> None:
+        take = Take(track.name, track, "file", path=path)
         self.add_take(take)
         self._remember_recent(path)
         self.statusBar().showMessage(f"Opened {path}", 3000)
@@ -760,10 +798,15 @@ class MainWindow(QMainWindow):
             device=params.device if params.device in available_devices() else self.model.device,
             block_size=block_size_for(model),
         )
+        classes = distribution_classes(model) if params.show_distribution else 0
+        if classes:
+            job.distribution_stride = DISTRIBUTION_STRIDE
         self._untitled += 1
         name = f"{model.card().name} #{self._untitled}"
         take = Take(name, AudioTrack(sr, name=name, complete=False), "generation", saved=False,
                     source=None if source is None else source[2])
+        if classes:
+            take.distribution = DistributionTrack(sr, DISTRIBUTION_STRIDE, classes)
         try:
             feeder = self.player.play_stream(sr)
             self._playing_take = take
@@ -774,6 +817,8 @@ class MainWindow(QMainWindow):
             feeder = None
         worker = GenerationWorker(job, feeder)
         worker.connect_gui(worker.blocks, take.track.append)
+        if take.distribution is not None:
+            worker.connect_gui(worker.distribution, take.distribution.append)
         worker.connect_gui(worker.progress, lambda d, t, e: self.generate_panel.show_progress(d, t, e, sr))
         worker.connect_gui(
             worker.finished_generation, lambda cancelled, made, tk=take: self._on_generation_done(tk, cancelled, made)
@@ -833,33 +878,25 @@ class MainWindow(QMainWindow):
             self.record_panel.set_recording(False)
             return
         self.recorder = recorder
-        self.recording_take_path = path
         self.record_panel.set_recording(True)
         self.record_dock.raise_()
         self.statusBar().showMessage(f"Recording to {path}")
 
     def stop_recording(self) -> None:
+        """Stop recording: a worker finishes the file (joins the recorder's writer) and reads the take back."""
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return
         self.record_panel.set_recording(False)
-        path = self.recording_take_path
-        try:
-            recorder.stop()
-        except Exception as exc:  # noqa: BLE001
-            self.show_error(*describe_error(exc))
-            return
-        from studio.engine.audio import files
+        self.run_function(finish_recording, recorder, on_result=self._on_recording_loaded)
 
-        self.run_function(files.load, path, mono=True, on_result=lambda r, p=path: self._on_recording_loaded(p, r))
-
-    def _on_recording_loaded(self, path: str, result: tuple[np.ndarray, int]) -> None:
-        audio, sr = result
-        name = os.path.basename(path)
-        take = Take(name, AudioTrack(sr, audio, name), "recording", path=path)
+    def _on_recording_loaded(self, finished: FinishedRecording) -> None:
+        take = Take(finished.track.name, finished.track, "recording", path=finished.path)
         self.last_recording = take
         self.add_take(take)
-        self.statusBar().showMessage(f"Recorded {take.track.duration_s:.2f} s to {path}", 5000)
+        gaps = finished.gaps
+        lost = f"; {len(gaps)} gap(s) where the input was lost are silence" if gaps else ""
+        self.statusBar().showMessage(f"Recorded {take.track.duration_s:.2f} s to {finished.path}{lost}", 5000)
 
     # ------------------------------------------------------------------------------- the 30 Hz poll
     def _poll(self) -> None:
@@ -902,7 +939,7 @@ class MainWindow(QMainWindow):
             return
         levels = recorder.level
         self.record_panel.show_levels(levels.peak_db, levels.rms_db, levels.peak_hold_db, levels.clipped)
-        self.record_panel.show_status(recorder.elapsed_s, recorder.overflows)
+        self.record_panel.show_status(recorder.elapsed_s, recorder.overflows, recorder.gaps)
         rate = recorder.sample_rate
         self.record_panel.show_recent(recorder.recent(int(LIVE_WAVEFORM_S * rate)), rate)
 

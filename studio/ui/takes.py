@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 from studio.ui.timefmt import format_time
+from studio.ui.views.distribution import DistributionTrack
 from studio.ui.views.track import AudioTrack
 
 _ids = itertools.count(1)
@@ -25,7 +26,9 @@ class Take:
     """One piece of audio. kind: one of ``KINDS``; path: where it lives on disk.
 
     source: the take this one was made from (A/B); source_offset_s: where this take's start lies in
-    the source (a conversion of a selection starts at the selection's start).
+    the source (a conversion of a selection starts at the selection's start). distribution: the
+    predicted distribution a WaveNet/WaveRNN generation reported (``views.distribution.DistributionTrack``)
+    when the Generate panel asked for it, else None.
     """
 
     name: str
@@ -36,6 +39,7 @@ class Take:
     source: Take | None = None
     source_offset_s: float = 0.0
     description: str = ""
+    distribution: DistributionTrack | None = None
     id: int = field(default_factory=lambda: next(_ids))
 
     @property

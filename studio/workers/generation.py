@@ -5,6 +5,11 @@ the player's live feeder (so playback starts with the first block) and, batched 
 ``EMIT_HZ`` signals a second, to the GUI as numpy arrays. Conditioning mels (vocoding a file, a
 selection or a recording) are computed here too, never on the GUI thread.
 
+Predicted distribution (WaveNet, WaveRNN): with ``GenerationJob.distribution_stride`` > 0 the worker asks
+the model for its distribution every that many samples (``options['on_distribution']``, called on this
+worker's thread), sums the classes into at most ``MAX_VIEW_BINS`` bins and emits the rows with the blocks.
+With 0 (the default) the model is not asked at all.
+
 Cancel: the GUI calls ``cancel()`` (thread-safe); the model checks the token between blocks, so the
 worker ends within one block — keep ``block_size`` small enough (see ``block_size_for``).
 """
@@ -45,6 +50,19 @@ class GenerationJob:
     device: str = "cpu"
     block_size: int = 512
     options: dict[str, Any] = field(default_factory=dict)
+    distribution_stride: int = 0
+    """> 0: report the predicted distribution of every that many samples (models that support it); 0: off."""
+
+
+DISTRIBUTION_STRIDE = 32
+"""Samples between two rows of the predicted-distribution view (500 columns a second at 16 kHz)."""
+
+
+def distribution_classes(model: Any) -> int:
+    """Classes of the distribution ``model`` reports while generating; 0 when it reports none."""
+    from studio.engine.models.distribution import distribution_classes as classes_of
+
+    return classes_of(model)
 
 
 def block_size_for(model: Any) -> int:
@@ -67,12 +85,16 @@ class GenerationWorker(Worker):
     """Streams one generation.
 
     Signals: ``started_generation(total_samples, sample_rate)`` before the first block;
-    ``blocks(np.ndarray float32 [n])`` new samples, in order; ``progress(done, total, elapsed_s)``;
+    ``blocks(np.ndarray float32 [n])`` new samples, in order; ``distribution(first_sample, rows)`` the
+    predicted distribution of samples ``first_sample + i * job.distribution_stride`` (float32 ``[n, bins]``,
+    each row summing to 1), emitted just before the blocks that hold them (only when asked for, see the
+    module doc); ``progress(done, total, elapsed_s)``;
     ``finished_generation(cancelled, samples_made)`` at the end (also after ``failed``).
     """
 
     started_generation = Signal(int, int)
     blocks = Signal(object)
+    distribution = Signal(int, object)
     progress = Signal(int, int, float)
     finished_generation = Signal(bool, int)
 
@@ -85,12 +107,37 @@ class GenerationWorker(Worker):
         self.token = CancelToken()
         self.cancel_requested_at: float | None = None
         self.cancel_latency_s: float | None = None  # from cancel() to the end of the loop
+        self._rows: list[np.ndarray] = []  # distribution rows not yet emitted (worker thread)
+        self._rows_start = 0
 
     def cancel(self) -> None:
         """Ask the generation to stop after the current block (any thread)."""
         if self.cancel_requested_at is None:
             self.cancel_requested_at = time.perf_counter()
         self.token.cancel()
+
+    def _options(self, job: GenerationJob) -> dict[str, Any]:
+        """The request's options: the job's, plus the distribution hook when asked for and supported."""
+        options = dict(job.options)
+        self._rows = []
+        if job.distribution_stride > 0 and getattr(job.model, "supports_distribution", False):
+            options["on_distribution"] = self._on_rows
+            options["distribution_stride"] = int(job.distribution_stride)
+        return options
+
+    def _on_rows(self, start: int, probs: np.ndarray) -> None:
+        """The model's hook (this worker's thread): keep the rows, binned for the view, until the next emit."""
+        from studio.engine.models.distribution import bin_classes
+
+        if not self._rows:
+            self._rows_start = int(start)
+        self._rows.append(bin_classes(probs))
+
+    def _emit_rows(self) -> None:
+        if self._rows:
+            rows = np.concatenate(self._rows)
+            self._rows = []
+            self.distribution.emit(self._rows_start, rows)
 
     def work(self) -> None:
         from studio.engine.models.base import GenerateRequest
@@ -120,7 +167,7 @@ class GenerationWorker(Worker):
                 device=job.device,
                 block_size=job.block_size,
                 cancel=self.token,
-                options=dict(job.options),
+                options=self._options(job),
             )
             total = model.resolve_length(request)
             self.started_generation.emit(total, model.sample_rate)
@@ -133,6 +180,7 @@ class GenerationWorker(Worker):
                 made += block.shape[0]
                 now = time.perf_counter()
                 if now - last_emit >= 1.0 / EMIT_HZ:
+                    self._emit_rows()
                     self.blocks.emit(np.concatenate(pending))
                     pending = []
                     self.progress.emit(made, total, now - start)
@@ -141,6 +189,7 @@ class GenerationWorker(Worker):
                     break
             if self.cancel_requested_at is not None:
                 self.cancel_latency_s = time.perf_counter() - self.cancel_requested_at
+            self._emit_rows()
             if pending:
                 self.blocks.emit(np.concatenate(pending))
             self.progress.emit(made, total, time.perf_counter() - start)

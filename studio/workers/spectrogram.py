@@ -2,6 +2,9 @@
 
 The GUI submits ``SpectrogramJob``s (each with a ``generation``); a job older than the newest
 generation of its ``kind`` is skipped, so zooming quickly never queues stale work.
+
+Threads: ``SpectrogramService`` lives on the GUI thread (``submit``, ``shutdown`` and its signals);
+``_SpectrogramWorker.compute`` runs on the service's own QThread and only emits signals.
 """
 
 from __future__ import annotations
@@ -20,9 +23,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SpectrogramJob:
-    """Columns ``first_column .. first_column + columns`` at ``hop`` samples of ``audio`` (read-only view)."""
+    """Columns ``first_column .. first_column + columns`` at ``hop`` samples of ``audio``.
 
-    kind: str  # "overview" or "detail"
+    kind: "overview" (the whole track, coarse), "detail" (the visible range) or "live" (overview
+    columns for samples that arrived since). ``audio`` is a read-only float32 [n] view: the worker
+    reads it while the GUI may append to the track, so it must cover only samples that never change.
+    """
+
+    kind: str
     generation: int
     audio: np.ndarray
     sample_rate: int
@@ -40,11 +48,11 @@ class SpectrogramResult:
 
 class _SpectrogramWorker(QObject):
     computed = Signal(object)  # SpectrogramResult
-    failed = Signal(str, str)
+    failed = Signal(object, str, str)  # SpectrogramJob, title, message
 
     def __init__(self, latest: dict[str, int]) -> None:
         super().__init__()
-        self._latest = latest
+        self._latest = latest  # written by the GUI thread; a stale read only costs one extra job
 
     @Slot(object)
     def compute(self, job: SpectrogramJob) -> None:
@@ -52,18 +60,20 @@ class _SpectrogramWorker(QObject):
             return
         try:
             image = spectrogram_db(job.audio, job.sample_rate, job.settings, job.first_column, job.columns, job.hop)
-        except Exception as exc:  # noqa: BLE001
-            log.exception("spectrogram failed")
-            self.failed.emit(*describe_error(exc))
+        except Exception as exc:  # noqa: BLE001 - a failed image must not end the thread
+            log.exception("spectrogram (%s, %d columns) failed", job.kind, job.columns)
+            self.failed.emit(job, *describe_error(exc))
             return
         self.computed.emit(SpectrogramResult(job, image))
 
 
 class SpectrogramService(QObject):
-    """Owns the worker thread. ``submit(job)`` from the GUI thread; results arrive on ``computed``."""
+    """Owns the worker thread. ``submit(job)`` from the GUI thread; results arrive on ``computed``
+    (``SpectrogramResult``), errors on ``failed(job, title, message)`` — both queued to the GUI thread
+    and only for jobs of the newest generation of their kind."""
 
     computed = Signal(object)
-    failed = Signal(str, str)
+    failed = Signal(object, str, str)
     _submit = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -75,17 +85,26 @@ class SpectrogramService(QObject):
         self._worker.moveToThread(self._thread)
         self._submit.connect(self._worker.compute)
         self._worker.computed.connect(self._deliver)
-        self._worker.failed.connect(self.failed)
+        self._worker.failed.connect(self._deliver_failure)
         self._thread.start()
 
     def submit(self, job: SpectrogramJob) -> None:
         self._latest[job.kind] = max(job.generation, self._latest.get(job.kind, 0))
         self._submit.emit(job)
 
+    def _is_current(self, job: SpectrogramJob) -> bool:
+        return job.generation >= self._latest.get(job.kind, 0)
+
     def _deliver(self, result: SpectrogramResult) -> None:
-        if result.job.generation >= self._latest.get(result.job.kind, 0):
+        if self._is_current(result.job):
             self.computed.emit(result)
 
+    def _deliver_failure(self, job: SpectrogramJob, title: str, message: str) -> None:
+        if self._is_current(job):
+            self.failed.emit(job, title, message)
+
     def shutdown(self) -> None:
+        """Stop the thread after the job it is computing (waits up to 5 s)."""
         self._thread.quit()
-        self._thread.wait(5000)
+        if not self._thread.wait(5000):
+            log.warning("the spectrogram thread did not stop within 5 s")

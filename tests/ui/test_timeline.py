@@ -142,3 +142,24 @@ def test_long_track_uses_overview_and_detail_spectrograms(qtbot, timeline):
     qtbot.waitUntil(lambda: timeline.detail_image.isVisible(), timeout=10000)
     assert timeline._detail_key[1] == timeline.spectrogram_settings.hop  # full resolution when zoomed in
     assert timeline.level_at(601.0, 1000.0) > -20.0
+
+
+def test_a_failed_spectrogram_job_is_reported_and_live_columns_stop(qtbot, timeline):
+    from studio.workers.spectrogram import SpectrogramJob
+
+    track = AudioTrack(16000, complete=False)
+    timeline.set_track(track)
+    bad = np.zeros((4096, 2, 2), np.float32)  # not mono audio: the worker's STFT raises
+    job = SpectrogramJob("live", timeline._generation, bad, 16000, timeline.spectrogram_settings, 0, 8, 256)
+    with qtbot.waitSignal(timeline._service.failed, timeout=5000) as failed:
+        timeline._live_pending = True
+        timeline._service.submit(job)
+    assert failed.args[0] is job and failed.args[1] == "Invalid settings"
+    qtbot.waitUntil(lambda: timeline.status_label.text().startswith("spectrogram failed: "), timeout=2000)
+    assert "change the spectrogram settings" in timeline.status_label.text()
+    track.append(tone(1000.0, 1.0, sr=16000))
+    qtbot.wait(200)
+    assert timeline._ov_cols == 0  # no more live jobs after a failure …
+    timeline.set_spectrogram_settings(SpectrogramSettings(n_fft=512, hop=128))
+    wait_spectrogram(qtbot, timeline)  # … until the settings change restarts it
+    assert timeline.status_label.text() == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from studio.ui.views.track import BASE_BLOCK, FACTOR, AudioTrack
 
@@ -47,3 +48,23 @@ def test_envelope_of_a_growing_track_includes_the_newest_block():
     xs, ys = track.envelope(0, track.duration_s, 200)
     assert ys.min() == np.float32(-0.7)
     assert xs.max() >= track.duration_s - 2 * BASE_BLOCK * 8 / 8000
+
+
+def test_load_track_reads_a_file_with_its_pyramid_ready(tmp_path):
+    import soundfile as sf
+
+    from studio.ui.views.track import load_track
+
+    sr = 16000
+    x = np.zeros(sr * 30, np.float32)
+    x[sr * 12] = 0.75
+    stereo = np.stack([x, x], axis=1)
+    path = tmp_path / "click.flac"
+    sf.write(path, stereo, sr, subtype="PCM_24")
+    track = load_track(path)
+    assert track.name == "click.flac" and track.complete and track.sample_rate == sr
+    assert track.num_samples == x.shape[0]
+    # every level is built before the track is shown: no pyramid work left for the GUI thread
+    assert len(track.levels) >= 3
+    assert len(track.levels[0]) == -(-x.shape[0] // BASE_BLOCK)
+    assert float(track.levels[-1].maxs.data.max()) == pytest.approx(0.75, abs=1e-4)

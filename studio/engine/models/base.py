@@ -65,7 +65,10 @@ class GenerateRequest:
     block_size: about how many samples each yielded block holds (autoregressive families).
     cancel: checked between blocks; when set, ``stream`` stops yielding.
     progress: called after each block with (samples_done, samples_total).
-    options: family-specific switches (e.g. {"folded": True} for WaveRNN, {"fp16": True}).
+    options: family-specific switches (e.g. {"folded": True} for WaveRNN, {"fp16": True}). Families with
+        ``supports_distribution`` also take ``on_distribution`` (a callback that receives the predicted
+        distribution over classes while generating) and ``distribution_stride``; see
+        ``studio.engine.models.distribution``.
     """
 
     mel: np.ndarray | None = None
@@ -133,6 +136,8 @@ class WaveformModel(nn.Module, ABC):
 
     family: ClassVar[str]
     config_class: ClassVar[type]
+    supports_distribution: ClassVar[bool] = False
+    """True when ``stream`` honours ``options['on_distribution']`` (see ``studio.engine.models.distribution``)."""
 
     def __init__(self, config: Any, profile: FeatureProfile) -> None:
         super().__init__()

@@ -25,7 +25,10 @@ Request options: ``speaker`` (int, default 0) for multi-speaker models; ``plain`
 path); ``folded`` (bool: segments generated as one batch and cross-faded, see ``wavenet_fold``) with
 ``fold_length`` and ``fold_overlap`` (samples) or ``fold_batch`` (folds to aim for); ``threads`` (torch intra-op threads while stepping,
 default 1 on the fast paths: with a few hundred tiny ops per sample, one thread measured 2x faster than
-two on a 2-core machine, 10x under load; the plain path keeps the process setting unless given).
+two on a 2-core machine, 10x under load; the plain path keeps the process setting unless given);
+``on_distribution`` / ``distribution_stride``: a live view of the predicted distribution (see
+``studio.engine.models.distribution``; folded: the first segment's stream, up to ``fold_length`` + its
+warm-up; the native loop then also copies each run's logits out, which changes no sample).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from torch import nn
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
+from studio.engine.models.distribution import DistributionTap
 from studio.engine.models.fast_linear import Affine
 from studio.engine.models.wavenet_fast import IncrementalWaveNet, StepperCancelled, intra_op_threads
 from studio.engine.models.wavenet_fold import generate_folded
@@ -256,8 +260,10 @@ class WaveNet(WaveformModel):
     family = "wavenet"
     config_class = WaveNetConfig
     STREAM_OPTIONS = (
-        "speaker", "plain", "folded", "fold_length", "fold_overlap", "fold_batch", "threads", "native"
+        "speaker", "plain", "folded", "fold_length", "fold_overlap", "fold_batch", "threads", "native",
+        "on_distribution", "distribution_stride",
     )
+    supports_distribution = True
 
     def __init__(self, config: WaveNetConfig, profile: FeatureProfile) -> None:
         super().__init__(config, profile)
@@ -518,6 +524,9 @@ class WaveNet(WaveformModel):
             flat = classes.view(-1)
             scratch = torch.empty(batch, cfg.out_classes, device=device)
             bias_buffer = torch.empty(chunk * cfg.layers * cfg.gate_channels, device=device) if native else None
+            tap = DistributionTap.from_request(request)
+            # the native loop copies a run's logits here only when tapped (a run never crosses a noise block)
+            run_logits = torch.empty(NOISE_BLOCK, cfg.out_classes) if native and tap is not None else None
         done, run = 0, 16  # run: steps per native call, adapted to NATIVE_RUN_SECONDS
         while done < num_samples:
             stop = min(num_samples, done + block)
@@ -539,7 +548,11 @@ class WaveNet(WaveformModel):
                             m = min(run, n - i, NOISE_BLOCK - t % NOISE_BLOCK)
                             rows = noise.rows(t, m) if temperature > 0 else None
                             began = time.perf_counter()
-                            stepper.run(flat, biases[i : i + m], rows, t, m)
+                            if run_logits is None:
+                                stepper.run(flat, biases[i : i + m], rows, t, m)
+                            else:  # same samples, plus the run's logits [m, C]
+                                stepper._call(flat, biases[i : i + m], rows, t, m, run_logits, forced=False)
+                                tap.record_span(t, run_logits[:m])
                             took = time.perf_counter() - began
                             if took < NATIVE_RUN_SECONDS[0] and m == run:
                                 run = min(512, run * 2)
@@ -552,6 +565,8 @@ class WaveNet(WaveformModel):
                     biases = biases.unbind(0)
                     for i in range(n):
                         logits = stepper.step_scaled(classes[t], biases[i].unbind(0))
+                        if tap is not None:
+                            tap.record(t, logits[0])
                         if temperature > 0:
                             torch.add(logits, noise.at(t), out=scratch)
                             torch.argmax(scratch, dim=1, out=classes[t + 1])
@@ -563,6 +578,8 @@ class WaveNet(WaveformModel):
                             break
                 audio = self.decode(classes[done + 1 : t + 1, 0])
             done = t
+            if tap is not None:
+                tap.flush(done)
             if len(audio):
                 yield audio
             if cancelled or request.cancelled:
@@ -584,6 +601,7 @@ class WaveNet(WaveformModel):
             noise = _NoiseStream(generator, 1, self.config.out_classes, temperature, device)
             classes = torch.empty(1, num_samples + 1, dtype=torch.long, device=device)
             classes[0, 0] = self.silence_class
+            tap = DistributionTap.from_request(request)
         done = 0
         while done < num_samples:
             stop = min(num_samples, done + block)
@@ -592,6 +610,8 @@ class WaveNet(WaveformModel):
                     lo = max(0, t + 1 - rf)
                     window_cond = None if cond is None else cond[..., lo : t + 1]
                     logits = self(classes[:, lo : t + 1], window_cond, speaker)[:, :, -1]
+                    if tap is not None:
+                        tap.record(t, logits[0])
                     if temperature > 0:
                         logits = logits + noise.at(t)
                     classes[:, t + 1] = torch.argmax(logits, dim=1)
@@ -600,6 +620,8 @@ class WaveNet(WaveformModel):
                         break
                 audio = self.decode(classes[0, done + 1 : stop + 1])
             done = stop
+            if tap is not None:
+                tap.flush(done)
             yield audio
             if request.cancelled:
                 return

@@ -12,6 +12,10 @@ All segments advance one sample per step, so a step costs about one batched step
 instead of ``count`` steps. Segment 0 is final up to ``L + W`` and is streamed as it is made; the rest
 is joined when all steps are done.
 
+Distribution view (``options['on_distribution']``, see ``distribution``): rows of segment 0's stream
+for the samples it alone decides (``[0, L + W)``), handed over with the blocks streamed while stepping
+(the last of them with the first joined block); the other joined blocks come without rows.
+
 Threads: runs on the generating thread; checks the cancel token every few samples.
 """
 
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from studio.engine.models.distribution import DistributionTap
 from studio.engine.models.wavenet_fast import IncrementalWaveNet, StepperCancelled, intra_op_threads
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,6 +160,7 @@ def generate_folded(
         classes = torch.empty(seg_len + 1, count, dtype=torch.long, device=device)
         classes[0] = model.silence_class
         scratch = torch.empty(count, cfg.out_classes, device=device)
+        tap = DistributionTap.from_request(request, limit=final0)
     chunk = max(16, chunk_values // (cfg.layers * cfg.gate_channels * count))
     # the upsampled conditioning is far smaller per step than the layer biases: compute it for longer
     # spans (one upsampler call per fold per span, not per bias chunk)
@@ -175,6 +181,8 @@ def generate_folded(
                 biases = (biases * stepper.gate_scale).unbind(0)
             for i in range(n):
                 logits = stepper.step_scaled(classes[t], biases[i].unbind(0))
+                if tap is not None:
+                    tap.record(t, logits[0])
                 if temperature > 0:
                     torch.add(logits, noise.at(t), out=scratch)
                     torch.argmax(scratch, dim=1, out=classes[t + 1])
@@ -189,11 +197,15 @@ def generate_folded(
                 piece = model.decode(classes[sent + 1 : ready + 1, 0])
         if piece is not None:
             sent = ready
+            if tap is not None:
+                tap.flush(sent)
             yield piece
         if request.cancelled:
             return
     with torch.inference_mode():
         audio = join_segments(model.decode(classes[1:].t()), num_samples, length, overlap)
+    if tap is not None:  # rows of segment 0's last own samples go with the first joined block
+        tap.flush(num_samples)
     for lo in range(sent, num_samples, block):
         yield audio[lo : lo + block]
         if request.cancelled:

@@ -19,7 +19,9 @@ The network input for a previous sample is its class mapped linearly to [-1, 1] 
 companded value; for dual, coarse and fine scaled separately), the first step sees the class of 0.0.
 
 Generation (``stream``): the fast path (``wavernn_step``) precomputes the conditioning's share of every
-layer; ``options={"folded": True}`` generates overlapping segments as one batch (``wavernn_fold``);
+layer and steps in C (``wavernn_native``, CPU float32, when a compiler is found; ``options={"native":
+False}`` or ``STUDIO_NO_NATIVE=1`` keeps the torch steps); ``options={"folded": True}`` generates
+overlapping segments as one batch (``wavernn_fold``);
 ``generate_plain`` is the eager one-sample-at-a-time baseline on the nn modules themselves. Tests
 prove that they compute the same function. Threads: generation runs on the iterating thread; only
 ``request.cancel`` is touched from elsewhere.
@@ -41,6 +43,7 @@ from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
 from studio.engine.models import wavernn_fold as fold
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
+from studio.engine.models.distribution import DistributionTap
 from studio.engine.models.fast_linear import intra_op_threads
 from studio.engine.models.wavernn_layers import UpsampleNetwork
 from studio.engine.models.wavernn_step import DualStepper, MulawStepper
@@ -57,6 +60,9 @@ DEFAULT_FOLD_BATCH = 16
 """Default number of folds to aim for when ``fold_length`` is not given (see ``default_fold_length``)."""
 DEFAULT_OVERLAP_FRAMES = 2
 """Default overlap between folded segments in hops (550 samples at hop 275)."""
+FOLDED_FIRST_BLOCK = 128
+"""Samples of the first block of a folded generation (at most ``block_size``): every segment steps in
+lockstep, so each first-block sample costs a whole batch step; later blocks are ``block_size``."""
 
 
 def default_fold_length(total: int, overlap: int, hop: int, batch: int = DEFAULT_FOLD_BATCH) -> int:
@@ -174,6 +180,7 @@ class WaveRNN(WaveformModel):
 
     family = "wavernn"
     config_class = WaveRNNConfig
+    supports_distribution = True
 
     def __init__(self, config: WaveRNNConfig, profile: FeatureProfile) -> None:
         super().__init__(config, profile)
@@ -243,11 +250,15 @@ class WaveRNN(WaveformModel):
         """Fast generation; ``request.options``: folded (bool), fold_length / fold_overlap (samples),
         fold_batch (folds to aim for when fold_length is not given, default 16; see
         ``default_fold_length``), fold_fade ("power" | "linear"), threads (intra-op threads while
-        stepping, default 1).
+        stepping, default 1), native (default True: the C step loop of ``wavernn_native`` on CPU float32
+        where a compiler is found; False: the torch stepper), on_distribution / distribution_stride (the live distribution view, see
+        ``studio.engine.models.distribution``: mu-law softmax, or the coarse softmax in dual mode; folded:
+        segment 0's stream up to ``fold_length + 1.5 * fold_overlap``).
 
         Unfolded: yields a block every ``request.block_size`` samples. Folded: yields the first
-        segment's samples as they become final (up to ``fold_length + 1.5 * fold_overlap``), then the
-        rest in blocks once the whole batch is done. Cancellation is checked every 16 steps.
+        segment's samples as they become final (up to ``fold_length + 1.5 * fold_overlap``; the first
+        block after ``FOLDED_FIRST_BLOCK`` samples), then the rest in blocks once the whole batch is done.
+        Cancellation is checked every step (torch) or every C call of 2-10 ms (native).
         """
         temperature = self._check_temperature(request.temperature)
         block = max(1, int(request.block_size))
@@ -426,11 +437,29 @@ class WaveRNN(WaveformModel):
             raise ValueError(f"options['threads'] must be >= 1, got {threads}")
         return threads
 
-    def _chooser(self, uniforms: Tensor, temperature: float) -> Callable[[Tensor, int, int], Tensor]:
-        def choose(logits: Tensor, t: int, part: int) -> Tensor:
+    @staticmethod
+    def _native(request: GenerateRequest) -> bool:
+        """``options['native']`` (default True): use the C step loop where it is available."""
+        return bool((request.options or {}).get("native", True))
+
+    def _chooser(
+        self, uniforms: Tensor, temperature: float, tap: DistributionTap | None = None
+    ) -> Callable[[Tensor, int, int], Tensor]:
+        """``choose(logits, t, part)``; with a ``tap`` it also records stream 0's part-0 (mu-law or coarse)
+        logits at the tapped steps (the draw itself is unchanged)."""
+        if tap is None:
+
+            def choose(logits: Tensor, t: int, part: int) -> Tensor:
+                return sample_classes(logits, uniforms[t, :, part], temperature)
+
+            return choose
+
+        def choose_tapped(logits: Tensor, t: int, part: int) -> Tensor:
+            if part == 0:
+                tap.record(t, logits[0])
             return sample_classes(logits, uniforms[t, :, part], temperature)
 
-        return choose
+        return choose_tapped
 
     def generate_classes(
         self,
@@ -440,25 +469,43 @@ class WaveRNN(WaveformModel):
         yield_every: int,
         should_stop: Callable[[], bool] | None = None,
         threads: int = 1,
+        native: bool = True,
     ) -> Iterator[tuple[int, Tensor]]:
         """Fast path on B streams: cond [B, T, C] -> yields (steps done, classes [B, T] being filled).
 
         ``threads``: torch intra-op threads on this thread while stepping (1 is fastest here, see
-        ``wavernn_step._drive``).
+        ``wavernn_step._drive``). ``native``: the C step loop where available (see ``_generate_classes``).
         """
         b, total, _ = cond.shape
         spans = lambda t0, n: cond[:, t0 : t0 + n]  # noqa: E731
-        yield from self._generate_classes(spans, b, total, generator, temperature, yield_every, should_stop, threads)
+        yield from self._generate_classes(
+            spans, b, total, generator, temperature, yield_every, should_stop, threads, None, native
+        )
 
-    def _generate_classes(self, spans, batch, total, generator, temperature, yield_every, should_stop, threads):
-        """``generate_classes`` with conditioning asked for span by span (``spans(t0, n) -> [B, n, C]``)."""
+    def _generate_classes(
+        self, spans, batch, total, generator, temperature, yield_every, should_stop, threads, tap=None, native=True
+    ):
+        """``generate_classes`` with conditioning asked for span by span (``spans(t0, n) -> [B, n, C]``);
+        ``tap``: a ``DistributionTap`` fed with stream 0's logits (see ``_chooser``), or None.
+        ``native``: step in C (``wavernn_native``) where it is available (CPU float32), else in torch; both
+        draw from the same uniforms, so they make the same classes."""
         device = next(self.parameters()).device
         with intra_op_threads(threads):  # a spinning thread team on a loaded machine slows setup 10x
             uniforms = self.draw_uniforms(generator, total, batch)
             classes = torch.zeros(batch, total, dtype=torch.long, device=device)
-            choose = self._chooser(uniforms, temperature)
             stepper = self.stepper()
-        runs = stepper.run_spans(spans, batch, total, choose, classes, self.start_class, yield_every, should_stop, threads)
+            runner = None
+            if native:
+                from studio.engine.models.wavernn_native import native_run
+
+                runner = native_run(stepper, batch, self.start_class)
+        if runner is not None:
+            runs = runner.run_spans(spans, total, uniforms, temperature, classes, yield_every, should_stop, threads, tap)
+        else:
+            choose = self._chooser(uniforms, temperature, tap)
+            runs = stepper.run_spans(
+                spans, batch, total, choose, classes, self.start_class, yield_every, should_stop, threads
+            )
         for done in runs:
             yield done, classes
 
@@ -466,9 +513,13 @@ class WaveRNN(WaveformModel):
         emitted = 0
         stop, threads = (lambda: request.cancelled), self._threads(request)
         spans = source.cached([0], source.total)
-        runs = self._generate_classes(spans, 1, source.total, generator, temperature, block, stop, threads)
+        tap = DistributionTap.from_request(request)
+        native = self._native(request)
+        runs = self._generate_classes(spans, 1, source.total, generator, temperature, block, stop, threads, tap, native)
         for done, classes in runs:
             if done > emitted:
+                if tap is not None:
+                    tap.flush(done)
                 yield self.decode(classes[0, emitted:done])
                 emitted = done
             if request.cancelled:
@@ -483,12 +534,19 @@ class WaveRNN(WaveformModel):
         decoded = emitted = 0
         stop, threads = (lambda: request.cancelled), self._threads(request)
         spans = source.cached(fold.segment_starts(count, length, overlap), seg)
-        runs = self._generate_classes(spans, count, seg, generator, temperature, block, stop, threads)
+        # segment 0 alone decides the samples before its cross-fade: only those get rows
+        tap = DistributionTap.from_request(request, limit=min(total, fold.final_prefix(seg - 1, count, length, overlap)))
+        native = self._native(request)
+        first = min(block, FOLDED_FIRST_BLOCK)  # the head of segment 0 goes out early: playback starts sooner
+        runs = self._generate_classes(spans, count, seg, generator, temperature, first, stop, threads, tap, native)
         for done, classes in runs:
             audio[:, decoded:done] = self.decode(classes[:, decoded:done])
             decoded = done
             ready = min(total, fold.final_prefix(done, count, length, overlap))
-            if done < seg and ready > emitted and (ready - emitted >= block or request.cancelled):
+            due = block if emitted else first
+            if done < seg and ready > emitted and (ready - emitted >= due or request.cancelled):
+                if tap is not None:
+                    tap.flush(ready)
                 yield fold.unfold_prefix(audio, length, overlap, ready, fade)[emitted:ready]
                 emitted = ready
             if request.cancelled:
@@ -496,6 +554,8 @@ class WaveRNN(WaveformModel):
         if decoded < seg:
             return
         joined = fold.unfold(audio, length, overlap, total, fade)
+        if tap is not None:  # rows of segment 0's last own samples go with the first joined block
+            tap.flush(total)
         for start in range(emitted, total, block):
             yield joined[start : start + block]
             if request.cancelled:
@@ -642,7 +702,8 @@ class ConditioningSource:
 
         def spans(t0: int, n: int) -> Tensor:
             if held["block"] is None or t0 < held["lo"] or t0 + n > held["hi"]:
-                hi = min(length, t0 + max(n, block_steps))
+                # the first request gets just what it asks for: the first block should not wait for more
+                hi = min(length, t0 + (n if held["block"] is None else max(n, block_steps)))
                 held["block"] = torch.cat([self.span(s + t0, s + hi) for s in starts], dim=0)
                 held["lo"], held["hi"] = t0, hi
             return held["block"][:, t0 - held["lo"] : t0 - held["lo"] + n]

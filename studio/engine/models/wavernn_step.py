@@ -22,7 +22,8 @@ fine half with the chosen coarse value. Gate rows are permuted to ``[r_c z_c n_c
 each half is one contiguous slice.
 
 Both steppers work on ``B`` independent streams at once (folded generation) and run on the thread
-that iterates them.
+that iterates them. ``wavernn_native`` runs the same per-step arithmetic (and the draw) in C on these
+steppers' composed weights and projections; these torch steps are its fallback and its reference.
 """
 
 from __future__ import annotations
@@ -315,7 +316,7 @@ def _drive(total, chunk, yield_every, should_stop, project, body, state, threads
     try:
         torch.set_num_threads(threads)
         while t < total:
-            n = min(chunk, total - t)
+            n = min(chunk, total - t, next_yield if t == 0 else total)  # the first block waits for no more
             proj = project(t, n)
             if should_stop is not None and should_stop():  # the projection of a chunk may take a while
                 torch.set_num_threads(own)

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QStyle,
@@ -27,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from studio.ui import settings as settings_store
 from studio.ui import theme
+from studio.ui.widgets.common import quiet_progress, readout_label, set_combo_items
 
 SOURCES = {
     "take": "The shown take",
@@ -76,7 +76,6 @@ class ConvertPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        mono = theme.monospace_font()
         # -- offline ----------------------------------------------------------------------------
         self.source = QComboBox()
         for key, text in SOURCES.items():
@@ -111,14 +110,8 @@ class ConvertPanel(QWidget):
         self.convert_button.setObjectName("primary")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setTextVisible(False)
-        self.readout = QLabel("")
-        self.readout.setFont(mono)
-        self.readout.setObjectName("readout")
-        self.readout.setWordWrap(True)
+        self.progress = quiet_progress(1)
+        self.readout = readout_label(wrap=True)
 
         voice_row = QHBoxLayout()
         voice_row.addWidget(self.voice, 1)
@@ -173,17 +166,11 @@ class ConvertPanel(QWidget):
         self.live_button.setCheckable(True)
         self.live_button.setToolTip("Microphone in, converted voice out, in real time")
         self.live_button.clicked.connect(lambda _checked: self.liveToggled.emit())
-        self.live_latency = QLabel("latency —")
-        self.live_inference = QLabel("inference —")
-        self.live_headroom = QLabel("headroom —")
-        self.live_underruns = QLabel("underruns —")
-        for label in (self.live_latency, self.live_inference, self.live_headroom, self.live_underruns):
-            label.setFont(mono)
-            label.setObjectName("readout")
-            label.setWordWrap(True)
-        self.headroom_bar = QProgressBar()
-        self.headroom_bar.setRange(0, 100)
-        self.headroom_bar.setTextVisible(False)
+        self.live_latency = readout_label("latency —", wrap=True)
+        self.live_inference = readout_label("inference —", wrap=True)
+        self.live_headroom = readout_label("headroom —", wrap=True)
+        self.live_underruns = readout_label("underruns —", wrap=True)
+        self.headroom_bar = quiet_progress(100)
         self.headroom_bar.setToolTip("Time left in each block after converting it")
         self.live_warning = QLabel("")
         self.live_warning.setWordWrap(True)
@@ -284,13 +271,7 @@ class ConvertPanel(QWidget):
             (self.input_device, inputs, wanted_in or current_in),
             (self.output_device, outputs, wanted_out or current_out),
         ):
-            keep = current if combo.count() == 0 else combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if keep in names:
-                combo.setCurrentText(keep)
-            combo.blockSignals(False)
+            set_combo_items(combo, names, current if combo.count() == 0 else combo.currentText())
 
     # -- persistence (QSettings) --------------------------------------------------------------------
     def save_state(self, s) -> None:

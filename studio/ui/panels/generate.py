@@ -7,20 +7,20 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from studio.ui import theme
 from studio.ui.timefmt import format_time
+from studio.ui.widgets.common import quiet_progress, readout_label
 
 MODES = {
     "free": "Free (unconditional)",
@@ -39,13 +39,20 @@ class GenerateParams:
     sigma: float
     denoise: float
     device: str
+    show_distribution: bool = False  # the predicted-distribution heat map (WaveNet, WaveRNN)
+
+
+DISTRIBUTION_FAMILIES = ("wavenet", "wavernn")
+"""Families that report their predicted distribution while generating (``supports_distribution``)."""
 
 
 class GeneratePanel(QWidget):
-    """Emits ``generateRequested(GenerateParams)`` and ``cancelRequested()``."""
+    """Emits ``generateRequested(GenerateParams)``, ``cancelRequested()`` and
+    ``showDistributionChanged(bool)`` (the "Show predicted distribution" option toggled)."""
 
     generateRequested = Signal(object)
     cancelRequested = Signal()
+    showDistributionChanged = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -76,6 +83,12 @@ class GeneratePanel(QWidget):
         self.denoise.setSingleStep(0.01)
         self.denoise.setToolTip("WaveGlow denoiser strength (0 = off)")
         self.device = QComboBox()
+        self.show_distribution = QCheckBox("Show predicted distribution")
+        self.show_distribution.setToolTip(
+            "WaveNet and WaveRNN: a heat map under the waveform of the model's predicted distribution over\n"
+            "its classes while it generates (costs a little speed)"
+        )
+        self.show_distribution.setEnabled(False)
         form = QFormLayout()
         form.setHorizontalSpacing(10)
         form.addRow("mode", self.mode)
@@ -85,6 +98,7 @@ class GeneratePanel(QWidget):
         form.addRow("σ", self.sigma)
         form.addRow("denoiser", self.denoise)
         form.addRow("device", self.device)
+        form.addRow("", self.show_distribution)
 
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("primary")
@@ -94,13 +108,8 @@ class GeneratePanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 1)
         buttons.addWidget(self.cancel_button)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.progress.setTextVisible(False)
-        self.readout = QLabel("")
-        self.readout.setFont(theme.monospace_font())
-        self.readout.setObjectName("readout")
+        self.progress = quiet_progress(1000)
+        self.readout = readout_label()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -115,6 +124,7 @@ class GeneratePanel(QWidget):
 
         self.generate_button.clicked.connect(lambda: self.generateRequested.emit(self.params()))
         self.cancel_button.clicked.connect(self.cancelRequested)
+        self.show_distribution.toggled.connect(self.showDistributionChanged)
 
     def params(self) -> GenerateParams:
         return GenerateParams(
@@ -125,6 +135,7 @@ class GeneratePanel(QWidget):
             sigma=float(self.sigma.value()),
             denoise=float(self.denoise.value()),
             device=self.device.currentText() or "cpu",
+            show_distribution=self.show_distribution.isChecked() and self.show_distribution.isEnabled(),
         )
 
     def set_mode(self, mode: str) -> None:
@@ -138,6 +149,7 @@ class GeneratePanel(QWidget):
         self.temperature.setEnabled(family in ("wavenet", "wavernn"))
         self.sigma.setEnabled(family == "waveglow")
         self.denoise.setEnabled(family == "waveglow")
+        self.show_distribution.setEnabled(family in DISTRIBUTION_FAMILIES)
         if conditioned and self.mode.currentData() == "free":
             self.set_mode("file")
         elif not conditioned:

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QTextBrowser,
     QTreeWidget,
@@ -18,6 +17,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from studio.ui.widgets.common import quiet_progress, set_combo_items
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,7 @@ class ModelsPanel(QWidget):
         self.open_button = QPushButton("Open…")
         self.open_button.setToolTip("Load a checkpoint from disk (NAME.safetensors + NAME.json)")
         self.refresh_button = QPushButton("Refresh")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.progress.setValue(0)
-        self.progress.setTextVisible(False)
+        self.progress = quiet_progress(100)
         self.state = QLabel("No model loaded")
         self.state.setObjectName("dim")
         self.state.setWordWrap(True)
@@ -105,10 +103,7 @@ class ModelsPanel(QWidget):
         self._cards: dict[str, Any] = {}
 
     def set_devices(self, devices: list[str], current: str = "cpu") -> None:
-        self.device.clear()
-        self.device.addItems(devices)
-        if current in devices:
-            self.device.setCurrentText(current)
+        set_combo_items(self.device, devices, current)
 
     def set_entries(self, entries: list[Any]) -> None:
         """Fill the tree from catalogue entries (``name``, ``path``, ``card``, ``bundled``)."""

@@ -1,7 +1,11 @@
 """The record panel: input device, live level meter with peak hold and clip lamp, live waveform,
-record/stop (R), elapsed time and overflow count. Widgets only: the window drives the recorder."""
+record/stop (R), elapsed time, overflow and gap counts. Widgets only (GUI thread): the window drives
+the recorder and feeds these from its 30 Hz poll."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -10,9 +14,12 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBox
 
 from studio.ui import theme
 from studio.ui.timefmt import format_time
+from studio.ui.widgets.common import set_combo_items
 from studio.ui.widgets.meter import LevelMeter
 
 LIVE_WAVEFORM_S = 3.0  # seconds of recent input the live waveform shows
+GAPS_IN_TOOLTIP = 8  # the latest gaps listed in the status line's tooltip
+OVERFLOWS_TIP = "Times input audio was lost: the writer fell behind, the device overflowed, or the stream died"
 
 
 class RecordPanel(QWidget):
@@ -48,9 +55,10 @@ class RecordPanel(QWidget):
         self.elapsed = QLabel(format_time(0.0))
         self.elapsed.setFont(theme.monospace_font(12))
         self.elapsed.setObjectName("readout")
-        self.overflows = QLabel("overflows 0")
+        self.overflows = QLabel("overflows 0   gaps 0")
         self.overflows.setFont(theme.monospace_font())
         self.overflows.setObjectName("dim")
+        self.overflows.setToolTip(OVERFLOWS_TIP)
 
         device_row = QHBoxLayout()
         caption = QLabel("input")
@@ -71,12 +79,7 @@ class RecordPanel(QWidget):
         layout.addWidget(self.overflows)
 
     def set_devices(self, names: list[str], current: str) -> None:
-        self.input_device.blockSignals(True)
-        self.input_device.clear()
-        self.input_device.addItems(names)
-        if current in names:
-            self.input_device.setCurrentText(current)
-        self.input_device.blockSignals(False)
+        set_combo_items(self.input_device, names, current)
 
     def set_recording(self, recording: bool) -> None:
         self.record_button.setChecked(recording)
@@ -88,9 +91,22 @@ class RecordPanel(QWidget):
         clip = "  CLIP" if clipped else ""
         self.level_text.setText(f"peak {peak_db:6.1f}  rms {rms_db:6.1f}  hold {hold_db:6.1f} dBFS{clip}")
 
-    def show_status(self, elapsed_s: float, overflows: int) -> None:
+    def show_status(self, elapsed_s: float, overflows: int, gaps: Sequence[Any] = ()) -> None:
+        """Elapsed time, overflow count and ``gaps`` (the recorder's ``RecordingGap``s: spans the input
+        stream lost and the file holds as silence; each also counts once in ``overflows``)."""
         self.elapsed.setText(format_time(elapsed_s))
-        self.overflows.setText(f"overflows {overflows}")
+        text = f"overflows {overflows}   gaps {len(gaps)}"
+        if self.overflows.text() == text:
+            return
+        self.overflows.setText(text)
+        tip = OVERFLOWS_TIP
+        if gaps:
+            listed = "\n".join(
+                f"at {format_time(g.start_s)}: {g.duration_s:.2f} s of silence ({g.reason})"
+                for g in list(gaps)[-GAPS_IN_TOOLTIP:]
+            )
+            tip += f".\nGaps (the input stream died and was reopened; silence in the file):\n{listed}"
+        self.overflows.setToolTip(tip)
 
     def show_recent(self, samples: np.ndarray, sample_rate: int) -> None:
         """Draw the last seconds of input (float32 [n] or [n, ch]); decimated to ≤ ~2000 points."""

@@ -13,9 +13,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QRadioButton,
     QSpinBox,
@@ -27,6 +25,7 @@ from PySide6.QtWidgets import (
 from studio.ui import settings as settings_store
 from studio.ui import theme
 from studio.ui.timefmt import format_time
+from studio.ui.widgets.common import quiet_progress, readout_label
 
 HELDOUT_COLOUR = "#ffb74a"
 
@@ -92,14 +91,8 @@ class TrainPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.setToolTip("Stop after the current step; a checkpoint is saved")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.progress.setTextVisible(False)
-        self.readout = QLabel("")
-        self.readout.setFont(theme.monospace_font())
-        self.readout.setObjectName("readout")
-        self.readout.setWordWrap(True)
+        self.progress = quiet_progress(1000)
+        self.readout = readout_label(wrap=True)
         self.plot = pg.PlotWidget()
         self.plot.setMinimumHeight(120)
         self.plot.setMenuEnabled(False)

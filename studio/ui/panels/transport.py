@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QComboBox, QLabel, QStyle, QToolBar, QToolButton, 
 
 from studio.ui import theme
 from studio.ui.timefmt import format_time
+from studio.ui.widgets.common import set_combo_items
 from studio.ui.widgets.meter import LevelMeter
 
 
@@ -79,9 +80,4 @@ class TransportBar(QToolBar):
         self.play.setText("Pause" if playing else "Play")
 
     def set_devices(self, names: list[str], current: str) -> None:
-        self.output_device.blockSignals(True)
-        self.output_device.clear()
-        self.output_device.addItems(names)
-        if current in names:
-            self.output_device.setCurrentText(current)
-        self.output_device.blockSignals(False)
+        set_combo_items(self.output_device, names, current)

@@ -8,11 +8,15 @@ Keys (when focused): +/- zoom, Left/Right scroll, F fit, Escape clears the selec
 Long audio: the waveform draws from the track's min/max pyramid, clipped to the view; the spectrogram
 keeps a coarse overview of the whole track (≤ ``OVERVIEW_COLUMNS`` columns) and, when zoomed in on a long
 track, a detail image of the visible range — both computed by ``SpectrogramService`` off the GUI thread.
-While a track grows, new overview columns are computed a few at a time on the timer.
+While a track grows, the timer asks that service for the overview columns of the samples that arrived
+(one job of at most ``LIVE_COLUMNS_PER_JOB`` columns in flight) and appends each image it returns.
+Between the two, a WaveNet/WaveRNN generation can show its predicted distribution as a heat-map row
+(``set_distribution``, see ``views.distribution``), x-linked and repainted from the same timer.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -23,6 +27,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 from studio.ui import theme
 from studio.ui.timefmt import amplitude_db, format_db, format_hz, format_time
 from studio.ui.views.axes import FrequencyAxis, TimeAxis
+from studio.ui.views.distribution import DistributionStrip, DistributionTrack
 from studio.ui.views.track import AudioTrack
 from studio.workers.spectrogram import SpectrogramJob, SpectrogramResult, SpectrogramService
 from studio.workers.spectrum import (
@@ -30,13 +35,15 @@ from studio.workers.spectrum import (
     axis_range,
     column_count,
     from_axis,
-    spectrogram_db,
+    to_axis,
 )
+
+log = logging.getLogger(__name__)
 
 REPAINT_HZ = 30
 OVERVIEW_COLUMNS = 4096  # the overview is decimated (hop doubled) beyond twice this
 DETAIL_COLUMNS = 2048
-LIVE_COLUMNS_PER_TICK = 256
+LIVE_COLUMNS_PER_JOB = 256  # overview columns of arriving audio asked of the worker at once
 DETAIL_DELAY_MS = 120
 
 
@@ -105,21 +112,25 @@ class TimelineView(QWidget):
         self._ov_cols = 0
         self._ov_ready = True
         self._ov_shown_cols = -1
+        self._live_pending = False  # a "live" job is computing; results come in order, one at a time
+        self._live_failed = False  # stop asking after a failure, until the next restart
         self._detail_key: tuple | None = None
 
         self._service = SpectrogramService(self)
         self._service.computed.connect(self._on_spectrogram)
+        self._service.failed.connect(self._on_spectrogram_failed)
 
+        # before _build: linking the views' x ranges there already fires range changes
+        self._detail_timer = QTimer(self)
+        self._detail_timer.setSingleShot(True)
+        self._detail_timer.setInterval(DETAIL_DELAY_MS)
+        self._detail_timer.timeout.connect(self._request_detail)
         self._build()
         self._apply_settings_to_items()
         self._timer = QTimer(self)
         self._timer.setInterval(int(1000 / REPAINT_HZ))
         self._timer.timeout.connect(self._tick)
         self._timer.start()
-        self._detail_timer = QTimer(self)
-        self._detail_timer.setSingleShot(True)
-        self._detail_timer.setInterval(DETAIL_DELAY_MS)
-        self._detail_timer.timeout.connect(self._request_detail)
 
     # -- construction ----------------------------------------------------------------------
     def _build(self) -> None:
@@ -142,10 +153,16 @@ class TimelineView(QWidget):
         self.wave_plot.addItem(self.wave_curve)
         self.wave_plot.addItem(pg.InfiniteLine(0.0, angle=0, pen=pg.mkPen("#2d3136")), ignoreBounds=True)
 
+        # the predicted-distribution heat map: a row under the waveform, collapsed until a generation has one
+        self.dist_box = TimeViewBox()
+        self.distribution = DistributionStrip(self.dist_box)
+        self.graphics.addItem(self.distribution.plot, row=1, col=0)
+        self.distribution.plot.setXLink(self.wave_plot)
+
         self.freq_axis = FrequencyAxis()
         self.spec_box = TimeViewBox()
         self.spec_plot = self.graphics.addPlot(
-            row=1, col=0, viewBox=self.spec_box, axisItems={"bottom": TimeAxis(), "left": self.freq_axis}
+            row=2, col=0, viewBox=self.spec_box, axisItems={"bottom": TimeAxis(), "left": self.freq_axis}
         )
         self.spec_plot.getAxis("left").setWidth(52)
         self.spec_plot.hideButtons()
@@ -164,9 +181,10 @@ class TimelineView(QWidget):
             label="dB",
             colorMapMenu=False,
         )
-        self.graphics.addItem(self.colorbar, row=1, col=1)
+        self.graphics.addItem(self.colorbar, row=2, col=1)
         self.graphics.ci.layout.setRowStretchFactor(0, 2)
-        self.graphics.ci.layout.setRowStretchFactor(1, 3)
+        self.graphics.ci.layout.setRowStretchFactor(1, 1)
+        self.graphics.ci.layout.setRowStretchFactor(2, 3)
 
         playhead_pen = pg.mkPen("#f4f6f8", width=1.5)
         self.playheads = [pg.InfiniteLine(0.0, angle=90, pen=playhead_pen) for _ in range(2)]
@@ -183,27 +201,32 @@ class TimelineView(QWidget):
             plot.addItem(region, ignoreBounds=True)
             plot.addItem(line, ignoreBounds=True)
             region.sigRegionChanged.connect(self._on_region_moved)
-        for box in (self.wave_box, self.spec_box):
+        strip_playhead = pg.InfiniteLine(0.0, angle=90, pen=playhead_pen)
+        strip_playhead.setZValue(10)
+        self.distribution.plot.addItem(strip_playhead, ignoreBounds=True)
+        self.playheads.append(strip_playhead)
+        for box in (self.wave_box, self.dist_box, self.spec_box):
             box.sigSelecting.connect(self._on_selecting)
             box.sigClicked.connect(self._on_clicked)
             box.sigRangeChangedManually.connect(self._on_manual_range)
-            box.sigXRangeChanged.connect(lambda *_: self._detail_timer.start())
+            if box is not self.dist_box:  # x-linked to the waveform: its range changes with it
+                box.sigXRangeChanged.connect(lambda *_: self._detail_timer.start())
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
         mono = theme.monospace_font()
         self.hover_label = QLabel("")
         self.selection_label = QLabel("")
-        self.span_label = QLabel("")
-        for label in (self.hover_label, self.selection_label, self.span_label):
+        self.status_label = QLabel("")
+        for label in (self.hover_label, self.selection_label, self.status_label):
             label.setFont(mono)
             label.setObjectName("readout")
-        self.span_label.setObjectName("dim")
+        self.status_label.setObjectName("dim")
         readout = QHBoxLayout()
         readout.setContentsMargins(8, 2, 8, 4)
         readout.addWidget(self.hover_label, 1)
         readout.addWidget(self.selection_label)
         readout.addSpacing(18)
-        readout.addWidget(self.span_label)
+        readout.addWidget(self.status_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -218,8 +241,10 @@ class TimelineView(QWidget):
         return self._track
 
     def set_track(self, track: AudioTrack | None, fit: bool = True) -> None:
-        """Show ``track`` (it may keep growing; set ``track.complete`` when it stops)."""
+        """Show ``track`` (it may keep growing; set ``track.complete`` when it stops). Hides the
+        distribution heat map: call ``set_distribution`` after this to show the track's."""
         self._track = track
+        self.distribution.set_track(None)
         self._painted_key = None
         self.clear_selection()
         self._restart_spectrogram()
@@ -227,6 +252,11 @@ class TimelineView(QWidget):
             self.fit()
         if track is None:
             self.wave_curve.setData([], [])
+
+    def set_distribution(self, distribution: DistributionTrack | None) -> None:
+        """Show ``distribution`` (it may keep growing) in the heat-map row under the waveform; None hides
+        the row."""
+        self.distribution.set_track(distribution)
 
     def refresh(self) -> None:
         """Recompute everything for the current track (after it was replaced wholesale or completed)."""
@@ -322,7 +352,9 @@ class TimelineView(QWidget):
         self.wave_plot.setXRange(x0 + d, x1 + d, padding=0)
 
     def shutdown(self) -> None:
+        """Stop the timers and the spectrogram thread (call before the view goes)."""
         self._timer.stop()
+        self._detail_timer.stop()
         self._service.shutdown()
 
     # -- keyboard ----------------------------------------------------------------------------
@@ -387,6 +419,9 @@ class TimelineView(QWidget):
                 self.hover_label.setText(f"{format_time(t)}  amp {format_db(amplitude_db(track.samples[i]))}")
             else:
                 self.hover_label.setText(format_time(t))
+        elif self.distribution.visible and self.dist_box.sceneBoundingRect().contains(pos):
+            p = self.dist_box.mapSceneToView(pos)
+            self.hover_label.setText(self.distribution.describe(p.x(), p.y()))
         elif self.spec_box.sceneBoundingRect().contains(pos):
             p = self.spec_box.mapSceneToView(pos)
             t, y = p.x(), p.y()
@@ -402,8 +437,6 @@ class TimelineView(QWidget):
         track = self._track
         if track is None:
             return None
-        from studio.workers.spectrum import to_axis
-
         y = float(to_axis(hz, self._settings.scale))
         lo, hi = axis_range(track.sample_rate, self._settings.scale)
         candidates = []
@@ -441,6 +474,9 @@ class TimelineView(QWidget):
         self._ov_cols = 0
         self._ov_shown_cols = -1
         self._ov_hop = self._settings.hop
+        self._live_pending = False  # a result of the old generation is dropped when it comes
+        self._live_failed = False
+        self.status_label.setText("")
         track = self._track
         if track is not None:
             lo, hi = axis_range(track.sample_rate, self._settings.scale)
@@ -475,7 +511,7 @@ class TimelineView(QWidget):
         job = result.job
         if job.generation != self._generation:
             return
-        self._painted_key = None
+        self._painted_key = None  # the next tick shows it
         if job.kind == "overview":
             self._ov_image = np.ascontiguousarray(result.image)
             self._ov_cols = result.image.shape[1]
@@ -483,6 +519,10 @@ class TimelineView(QWidget):
             self._ov_shown_cols = -1
             self._show_overview()
             self._detail_timer.start()
+        elif job.kind == "live":
+            self._live_pending = False
+            if job.first_column == self._ov_cols and job.hop == self._ov_hop:
+                self._append_overview(result.image)
         else:
             self._detail_key = (job.first_column, job.hop)
             sr = job.sample_rate
@@ -492,17 +532,41 @@ class TimelineView(QWidget):
             self.detail_image.setRect(QRectF(x, lo, job.columns * job.hop / sr, hi - lo))
             self.detail_image.show()
 
-    def _grow_overview(self) -> None:
-        """Append overview columns for samples that arrived since the last tick (bounded work)."""
+    def _on_spectrogram_failed(self, job: SpectrogramJob, title: str, message: str) -> None:
+        """A spectrogram job raised (the worker logged it): keep the view usable, say so once."""
+        if job.generation != self._generation:
+            return
+        log.warning("%s: %s", title, message.splitlines()[0])
+        if job.kind == "overview":
+            self._ov_ready = True  # show the waveform; live columns pick up from column 0
+        elif job.kind == "live":
+            self._live_pending = False
+            self._live_failed = True
+        self.status_label.setText(
+            f"spectrogram failed: {message.splitlines()[0]} — change the spectrogram settings to try again"
+        )
+
+    def _request_live_columns(self) -> None:
+        """Ask the worker for overview columns of samples that arrived since (one job at a time)."""
         track = self._track
-        if track is None or not self._ov_ready:
+        if track is None or not self._ov_ready or self._live_pending or self._live_failed:
             return
         target = self._target_columns(track, self._ov_hop)
         if target <= self._ov_cols:
             return
-        count = min(target - self._ov_cols, LIVE_COLUMNS_PER_TICK)
-        new = spectrogram_db(track.samples, track.sample_rate, self._settings, self._ov_cols, count, self._ov_hop)
-        need = self._ov_cols + count
+        count = min(target - self._ov_cols, LIVE_COLUMNS_PER_JOB)
+        self._live_pending = True
+        # track.samples covers whole frames only (``_target_columns``); appends never rewrite them
+        self._service.submit(
+            SpectrogramJob(
+                "live", self._generation, track.samples, track.sample_rate, self._settings, self._ov_cols, count,
+                self._ov_hop,
+            )
+        )
+
+    def _append_overview(self, new: np.ndarray) -> None:
+        """Append the dB columns ``new`` [rows, k] to the overview; halve it when it gets too long."""
+        need = self._ov_cols + new.shape[1]
         if self._ov_image.shape[0] != new.shape[0] or need > self._ov_image.shape[1]:
             grown = np.zeros((new.shape[0], max(need, 2 * self._ov_image.shape[1], 256)), np.float32)
             if self._ov_image.shape[0] == new.shape[0]:
@@ -559,13 +623,14 @@ class TimelineView(QWidget):
     def _set_x_limits(self, duration: float) -> None:
         span = max(duration, 0.5)
         sr = self._track.sample_rate if self._track is not None else 48000
-        for box in (self.wave_box, self.spec_box):
+        for box in (self.wave_box, self.dist_box, self.spec_box):
             box.setLimits(xMin=-0.02 * span, xMax=1.02 * span, minXRange=32.0 / sr)
 
     def _tick(self) -> None:
         track = self._track
         if track is None:
             return
+        self.distribution.repaint()  # uploads only when rows arrived since
         key = (track.version, self.view_range(), int(self.wave_box.width()))
         if key == self._painted_key:
             return
@@ -575,9 +640,7 @@ class TimelineView(QWidget):
             if self._auto_fit:
                 self.wave_plot.setXRange(0.0, max(track.duration_s, 0.5), padding=0)
                 key = (track.version, self.view_range(), int(self.wave_box.width()))
-            self._grow_overview()
-            if self._ov_ready and self._ov_cols < self._target_columns(track, self._ov_hop):
-                key = None  # more columns to compute on the next tick
+        self._request_live_columns()  # its result resets the painted key, so the tick after shows it
         self._show_overview()
         x0, x1 = self.view_range()
         xs, ys = track.envelope(x0, x1, max(1, int(self.wave_box.width())))

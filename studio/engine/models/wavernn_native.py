@@ -1,0 +1,309 @@
+"""WaveRNN generation steps compiled to native code: the step loop without per-op dispatch.
+
+Why: a WaveRNN step of the torch stepper (``wavernn_step``) is ~30 small torch ops for mu-law and ~60
+for dual (GRU gates, residuals, the FC head, the inverse-CDF draw). For the bundled 128-unit model the
+arithmetic is ~0.2 MFLOP per sample, so the dispatch overhead (~100 µs per step on the loaded test
+machine) is nearly all of its time (perf.md, phase 3). ``wavernn_native.c`` runs whole runs of steps
+(both GRUs, the head, softmax + cumulative sum + search with the given uniform) in one C call, for B
+streams at once (folded generation shares each weight load among four streams). The conditioning's
+share of every layer stays a torch product per chunk (``_Stepper.project``, oneDNN-packed).
+
+Build: as ``wavenet_native`` (same compiler lookup, flags and cache folder ``~/.cache/waveform-studio/
+native/`` or ``$WAVEFORM_STUDIO_CACHE/native``): compiled at first use (~0.5 s), named by a hash of the
+source, flags and machine, reused afterwards. When no compiler is found, the build fails or
+``STUDIO_NO_NATIVE=1`` is set, ``native_library()`` returns None (logged once, with the reason) and the
+caller uses the torch stepper.
+
+Equality: the same function as ``MulawStepper`` / ``DualStepper`` to float32 rounding; the draws use the
+same uniforms as ``sample_classes`` (``tests/test_fastpaths.py``). CPU float32 only. Threads: a
+``NativeRun`` belongs to the thread that iterates it; the C call releases the GIL (ctypes).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from studio.engine.models.fast_linear import intra_op_threads
+from studio.engine.models.wavenet_native import (
+    BUILD_TIMEOUT_S,
+    CFLAGS,
+    ENV_DISABLE,
+    cache_dir,
+    native_disabled,
+)
+from studio.engine.models.wavenet_native import _compiler as find_compiler
+from studio.engine.models.wavernn_step import DualStepper, MulawStepper
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("wavernn_native.c")
+
+RUN_SECONDS = (0.002, 0.01)
+"""Wall time one C call aims for (between two looks at the cancel flag): the steps per call double below
+the first bound and halve above the second (1-1024 steps)."""
+
+MAX_RUN_STEPS = 1024
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def cached_library_path() -> Path:
+    """Where the library for this source, flags and machine lives (it may not exist yet)."""
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode() + platform.node().encode())
+    key.update(platform.machine().encode() + platform.processor().encode())
+    return cache_dir() / f"wavernn_native-{key.hexdigest()[:16]}.so"
+
+
+def _build(compiler: str, target: Path) -> Path:
+    """Compile the C source into ``target`` (atomic rename) and return it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("building the native WaveRNN step loop (once, cached in %s)", target.parent)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / target.name
+        proc = subprocess.run(
+            [compiler, *CFLAGS, "-o", str(out), str(SOURCE)],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{compiler} exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+        os.replace(out, target)
+    log.info("native WaveRNN step loop built in %.1f s", time.perf_counter() - started)
+    return target
+
+
+def native_library() -> ctypes.CDLL | None:
+    """The loaded step library, building it on first call; None when unavailable (see the module doc)."""
+    with _lock:
+        if "lib" in _state:
+            return _state["lib"]  # type: ignore[return-value]
+        lib = None
+        if native_disabled():
+            log.info("native WaveRNN step loop switched off (%s=%s): using the torch step loop",
+                     ENV_DISABLE, os.environ.get(ENV_DISABLE))
+            _state["lib"] = None
+            return None
+        target = cached_library_path()
+        compiler = None if target.exists() else find_compiler()
+        if compiler is None and not target.exists():
+            log.warning("no C compiler found (cc/gcc/clang): WaveRNN uses the slower torch step loop")
+        else:
+            try:
+                lib = ctypes.CDLL(str(target if compiler is None else _build(compiler, target)))
+                fn = lib.wavernn_steps
+                fn.restype = ctypes.c_int64
+                fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_float, ctypes.c_void_p] + [ctypes.c_int64] * 3 + [
+                    ctypes.c_void_p, ctypes.c_int]
+            except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
+                log.warning("native WaveRNN step loop unavailable (%s): using the torch step loop", exc)
+                lib = None
+        _state["lib"] = lib
+        return lib
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    out, pos = [], 0
+    for n in sizes:
+        out.append(pos)
+        pos += n
+    return out
+
+
+class NativeWeights:
+    """A stepper's composed weights laid out for the C loop (``wavernn_native.c`` header), made once.
+
+    ``stepper``: a ``MulawStepper`` or ``DualStepper`` on CPU float32 (its projections stay in torch).
+    """
+
+    def __init__(self, stepper: MulawStepper | DualStepper) -> None:
+        self.stepper = stepper
+        if isinstance(stepper, MulawStepper):
+            self.mode, self.draws = 0, 1
+            parts = [stepper.i_x, stepper.g1_x, stepper.hh1.weight, stepper.hh1.bias, stepper.hh2.weight,
+                     stepper.hh2.bias, stepper.w2_x.weight, stepper.wf1_x.weight, stepper.wf2_x.weight,
+                     stepper.fc3.weight, stepper.fc3.bias, stepper.input_table]
+            self.width, self.fc = stepper.rnn_dims, stepper.wf2_x.weight.shape[0]
+            self.classes = stepper.fc3.weight.shape[1]
+        elif isinstance(stepper, DualStepper):
+            self.mode, self.draws = 1, 2
+            parts = [stepper.w_prev, stepper.w_cur, stepper.hh.weight, stepper.hh.bias, stepper.coarse_w1.weight,
+                     stepper.fine_w1.weight, stepper.coarse_w2.weight, stepper.fine_w2.weight,
+                     stepper.coarse_fc3.weight, stepper.coarse_fc3.bias, stepper.fine_fc3.weight,
+                     stepper.fine_fc3.bias, stepper.input_table]
+            self.width, self.fc = stepper.rnn_dims, stepper.coarse_w2.weight.shape[0]
+            self.classes = stepper.coarse_fc3.weight.shape[1]
+        else:
+            raise TypeError(f"no native loop for {type(stepper).__name__}")
+        if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in parts):
+            raise ValueError("the native WaveRNN step loop runs on CPU float32 weights only")
+        self.offsets = _offsets([p.numel() for p in parts])
+        self.blob = torch.cat([p.detach().reshape(-1) for p in parts]).contiguous()
+        self.table = stepper.input_table
+
+    def state_sizes(self, batch: int) -> list[int]:
+        """Float counts of the state and scratch arrays for ``batch`` streams (header order)."""
+        b, r, f, k = batch, self.width, self.fc, self.classes
+        if self.mode == 0:  # h1 h2 x gh1 gh2 gi x1 y y2 logits work
+            return [b * r, b * r, b, 3 * b * r, 3 * b * r, 3 * b * r, b * r, b * f, b * f, b * k, k]
+        return [b * r, 2 * b, 3 * b * r, 3 * b * r, b * r, b * f, b * f, b * k, k]  # h prev gh gi hn y y2 logits work
+
+
+class NativeRun:
+    """The C step loop over ``batch`` streams from a zero state (the torch stepper's ``_initial_state``).
+
+    ``steps(proj, uniforms, temperature, classes, t0, n, logits_out, forced)`` runs steps ``t0 .. t0+n-1``;
+    ``run_spans`` is the generation driver (the counterpart of ``_Stepper.run_spans``, drawing in C).
+    """
+
+    def __init__(self, weights: NativeWeights, lib: ctypes.CDLL, batch: int, start_class: int) -> None:
+        self.weights, self.lib, self.batch = weights, lib, batch
+        sizes = weights.state_sizes(batch)
+        self.state = torch.zeros(sum(sizes))
+        offs = _offsets(sizes)
+        self.meta = torch.tensor(
+            [weights.mode, batch, weights.width, weights.fc, weights.classes, *weights.offsets, *offs],
+            dtype=torch.int64,
+        )
+        table = weights.table
+        if weights.mode == 0:
+            self.state[offs[2] : offs[2] + batch] = table[start_class]
+        else:
+            prev = self.state[offs[1] : offs[1] + 2 * batch].view(batch, 2)
+            prev[:, 0], prev[:, 1] = table[start_class // 256], table[start_class % 256]
+
+    def steps(
+        self,
+        proj: list[Tensor],
+        k0: int,
+        uniforms: Tensor | None,
+        temperature: float,
+        classes: Tensor,
+        t0: int,
+        n: int,
+        logits_out: Tensor | None = None,
+        forced: bool = False,
+    ) -> None:
+        """Steps ``t0 .. t0+n-1`` on rows ``k0 .. k0+n-1`` of the chunk projections ``proj`` ([m, B, d_i],
+        contiguous float32). uniforms [>= t0+n, B, draws] float32 (contiguous) or None for argmax;
+        classes [B, T] int64 contiguous (written, or read when ``forced``); logits_out [n, draws, B, K]."""
+        b = self.batch
+        addrs = (ctypes.c_int64 * 5)(*(p.data_ptr() + k0 * b * p.shape[2] * 4 for p in proj))
+        draws = self.weights.draws
+        u_ptr = None
+        if uniforms is not None and temperature > 0.0:
+            u_ptr = uniforms.data_ptr() + t0 * b * draws * 4
+        inv_temp = 0.0 if temperature <= 0.0 else 1.0 / temperature
+        self.lib.wavernn_steps(
+            self.meta.data_ptr(), self.weights.blob.data_ptr(), self.state.data_ptr(), ctypes.addressof(addrs),
+            u_ptr, inv_temp, classes.data_ptr(), classes.shape[1], t0, n,
+            None if logits_out is None else logits_out.data_ptr(), int(forced),
+        )
+
+    def run_spans(
+        self,
+        spans: Callable[[int, int], Tensor],
+        total: int,
+        uniforms: Tensor,
+        temperature: float,
+        classes: Tensor,
+        yield_every: int,
+        should_stop: Callable[[], bool] | None = None,
+        threads: int = 1,
+        tap=None,
+    ) -> Iterator[int]:
+        """Generate ``total`` steps into classes [B, total] (long, contiguous); yield steps done so far.
+
+        Same contract as ``_Stepper.run_spans``: yields after every ``yield_every`` steps and at the
+        end, returns early (after yielding what is done) once ``should_stop()`` is true (looked at
+        between C calls of 2-10 ms). ``threads``: torch intra-op threads for the per-chunk conditioning
+        and projections (the C loop is one thread). ``tap``: a ``DistributionTap`` fed with stream 0's
+        part-0 logits.
+        """
+        if not (classes.is_contiguous() and classes.dtype == torch.int64 and uniforms.is_contiguous()):
+            raise ValueError("classes must be contiguous int64 and uniforms contiguous")
+        stepper, b, k = self.weights.stepper, self.batch, self.weights.classes
+        chunk = stepper.chunk_steps(b)
+        draws = self.weights.draws
+        t, run = 0, 16
+        next_yield = min(total, yield_every)
+        scratch = None
+        while t < total:
+            n = min(chunk, total - t, next_yield if t == 0 else total)  # the first block waits for no more
+            with torch.inference_mode(), intra_op_threads(threads):
+                proj = [p.contiguous() for p in stepper.project(spans(t, n))]
+            if should_stop is not None and should_stop():  # the projection of a chunk may take a while
+                yield t
+                return
+            i = 0
+            while i < n:
+                m = min(run, n - i, next_yield - t)
+                logits = None
+                if tap is not None and (tap.limit is None or t < tap.limit):
+                    if scratch is None or scratch.shape[0] < m:
+                        scratch = torch.empty(max(m, run), draws, b, k)
+                    logits = scratch[:m]
+                began = time.perf_counter()
+                self.steps(proj, i, uniforms, temperature, classes, t, m, logits)
+                took = time.perf_counter() - began
+                if logits is not None:
+                    tap.record_span(t, logits[:, 0, 0])
+                if took < RUN_SECONDS[0] and m == run:
+                    run = min(MAX_RUN_STEPS, run * 2)
+                elif took > RUN_SECONDS[1]:
+                    run = max(1, run // 2)
+                i += m
+                t += m
+                cancelled = should_stop is not None and should_stop()
+                if t == next_yield or cancelled:
+                    yield t
+                    if cancelled:
+                        return
+                    next_yield = min(total, t + yield_every)
+
+    def logits(self, cond: Tensor, forced: Tensor) -> Tensor:
+        """Teacher-forced: cond [B, T, C], forced classes [B, T] (dual: ``coarse * 256 + fine``) ->
+        the logits of every step [T, draws, B, K] (as ``wavernn_step`` computes them)."""
+        b, total, _ = cond.shape
+        classes = forced.to(torch.int64).contiguous()
+        out = torch.empty(total, self.weights.draws, b, self.weights.classes)
+        with torch.inference_mode():
+            proj = [p.contiguous() for p in self.weights.stepper.project(cond)]
+        self.steps(proj, 0, None, 0.0, classes, 0, total, out, forced=True)
+        return out
+
+
+def native_weights(stepper: MulawStepper | DualStepper) -> NativeWeights:
+    """The stepper's native weight layout, made once per stepper (steppers are rebuilt on weight changes)."""
+    held = stepper.__dict__.get("_native_weights")
+    if held is None:
+        held = stepper.__dict__["_native_weights"] = NativeWeights(stepper)
+    return held
+
+
+def native_run(stepper: MulawStepper | DualStepper, batch: int, start_class: int) -> NativeRun | None:
+    """A ``NativeRun`` for the stepper, or None when the library is unavailable or the weights are not CPU
+    float32 (the caller then uses the torch stepper)."""
+    lib = native_library()
+    if lib is None:
+        return None
+    like = stepper.input_table
+    if like.device.type != "cpu" or like.dtype != torch.float32:
+        return None
+    return NativeRun(native_weights(stepper), lib, batch, start_class)
