@@ -344,7 +344,7 @@ def test_native_loop_falls_back_when_the_build_fails_and_reuses_its_cache(tmp_pa
     assert "native WaveNet step loop unavailable" in caplog.text
     monkeypatch.delenv("CC")
     monkeypatch.setattr(wn_native, "_state", {})
-    if wn_native._compiler() is None:
+    if wn_native.find_compiler() is None:
         pytest.skip("no C compiler on this machine")
     assert wn_native.native_library() is not None
     built = list((tmp_path / "native").glob("wavenet_native-*.so"))
@@ -452,7 +452,7 @@ def test_native_wavernn_falls_back_to_the_torch_steps_and_says_why(tmp_path, mon
                 monkeypatch.setenv(key, value)
         caplog.clear()
 
-    with caplog.at_level("INFO", logger=rnn_native.__name__):
+    with caplog.at_level("INFO", logger="studio.engine.models.native_build"):
         fresh_state(**{rnn_native.ENV_DISABLE: "1"})
         np.testing.assert_array_equal(model.generate(request), expected)
         assert "native WaveRNN step loop switched off (STUDIO_NO_NATIVE=1)" in caplog.text

@@ -19,103 +19,38 @@ releases the GIL (ctypes), so other Python threads run meanwhile.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
+from studio.engine.models.native_build import ENV_DISABLE, find_compiler, load_library  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from studio.engine.models.wavenet import WaveNet
 
 log = logging.getLogger(__name__)
 
-ENV_DISABLE = "STUDIO_NO_NATIVE"
-"""Set to anything but "" / "0" to never build or use the native step loop."""
 SOURCE = Path(__file__).with_name("wavenet_native.c")
-CFLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-std=gnu11")
-BUILD_TIMEOUT_S = 120.0
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-def native_disabled() -> bool:
-    return os.environ.get(ENV_DISABLE, "") not in ("", "0")
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("WAVEFORM_STUDIO_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "waveform-studio"
-    return base / "native"
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC", ""), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return name
-    return None
-
-
-def cached_library_path() -> Path:
-    """Where the library for this source, flags and machine lives (it may not exist yet)."""
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode() + platform.node().encode())
-    key.update(platform.machine().encode() + platform.processor().encode())
-    return cache_dir() / f"wavenet_native-{key.hexdigest()[:16]}.so"
-
-
-def _build(compiler: str, target: Path) -> Path:
-    """Compile the C source into ``target`` (atomic rename) and return it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    log.info("building the native WaveNet step loop (once, cached in %s)", target.parent)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        out = Path(tmp) / target.name
-        proc = subprocess.run(
-            [compiler, *CFLAGS, "-o", str(out), str(SOURCE)],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{compiler} exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-        os.replace(out, target)
-    log.info("native WaveNet step loop built in %.1f s", time.perf_counter() - started)
-    return target
+def _declare(lib: ctypes.CDLL) -> None:
+    fn = lib.wavenet_steps
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
 
 
 def native_library() -> ctypes.CDLL | None:
     """The loaded step library, building it on first call; None when unavailable (see the module doc)."""
-    if native_disabled():
-        return None
     with _lock:
-        if "lib" in _state:
-            return _state["lib"]  # type: ignore[return-value]
-        lib = None
-        target = cached_library_path()
-        compiler = None if target.exists() else _compiler()
-        if compiler is None and not target.exists():
-            log.warning("no C compiler found (cc/gcc/clang): WaveNet uses the slower torch step loop")
-        else:
-            try:
-                lib = ctypes.CDLL(str(target if compiler is None else _build(compiler, target)))
-                fn = lib.wavenet_steps
-                fn.restype = ctypes.c_int64
-                fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
-            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                log.warning("native WaveNet step loop unavailable (%s): using the torch step loop", exc)
-                lib = None
-        _state["lib"] = lib
-        return lib
+        if "lib" not in _state:
+            _state["lib"] = load_library("WaveNet", SOURCE, _declare)
+        return _state["lib"]  # type: ignore[return-value]
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:

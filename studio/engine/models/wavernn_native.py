@@ -8,7 +8,7 @@ machine) is nearly all of its time (perf.md, phase 3). ``wavernn_native.c`` runs
 streams at once (folded generation shares each weight load among four streams). The conditioning's
 share of every layer stays a torch product per chunk (``_Stepper.project``, oneDNN-packed).
 
-Build: as ``wavenet_native`` (same compiler lookup, flags and cache folder ``~/.cache/waveform-studio/
+Build: through ``native_build`` (shared with ``wavenet_native``: compiler lookup, flags, cache folder ``~/.cache/waveform-studio/
 native/`` or ``$WAVEFORM_STUDIO_CACHE/native``): compiled at first use (~0.5 s), named by a hash of the
 source, flags and machine, reused afterwards. When no compiler is found, the build fails or
 ``STUDIO_NO_NATIVE=1`` is set, ``native_library()`` returns None (logged once, with the reason) and the
@@ -22,12 +22,7 @@ same uniforms as ``sample_classes`` (``tests/test_fastpaths.py``). CPU float32 o
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
-import os
-import platform
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,14 +32,7 @@ import torch
 from torch import Tensor
 
 from studio.engine.models.fast_linear import intra_op_threads
-from studio.engine.models.wavenet_native import (
-    BUILD_TIMEOUT_S,
-    CFLAGS,
-    ENV_DISABLE,
-    cache_dir,
-    native_disabled,
-)
-from studio.engine.models.wavenet_native import _compiler as find_compiler
+from studio.engine.models.native_build import ENV_DISABLE, find_compiler, load_library  # noqa: F401 (re-exported)
 from studio.engine.models.wavernn_step import DualStepper, MulawStepper
 
 log = logging.getLogger(__name__)
@@ -61,61 +49,19 @@ _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-def cached_library_path() -> Path:
-    """Where the library for this source, flags and machine lives (it may not exist yet)."""
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode() + platform.node().encode())
-    key.update(platform.machine().encode() + platform.processor().encode())
-    return cache_dir() / f"wavernn_native-{key.hexdigest()[:16]}.so"
-
-
-def _build(compiler: str, target: Path) -> Path:
-    """Compile the C source into ``target`` (atomic rename) and return it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    log.info("building the native WaveRNN step loop (once, cached in %s)", target.parent)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        out = Path(tmp) / target.name
-        proc = subprocess.run(
-            [compiler, *CFLAGS, "-o", str(out), str(SOURCE)],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{compiler} exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-        os.replace(out, target)
-    log.info("native WaveRNN step loop built in %.1f s", time.perf_counter() - started)
-    return target
+def _declare(lib: ctypes.CDLL) -> None:
+    fn = lib.wavernn_steps
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_float, ctypes.c_void_p] + [ctypes.c_int64] * 3 + [
+        ctypes.c_void_p, ctypes.c_int]
 
 
 def native_library() -> ctypes.CDLL | None:
     """The loaded step library, building it on first call; None when unavailable (see the module doc)."""
     with _lock:
-        if "lib" in _state:
-            return _state["lib"]  # type: ignore[return-value]
-        lib = None
-        if native_disabled():
-            log.info("native WaveRNN step loop switched off (%s=%s): using the torch step loop",
-                     ENV_DISABLE, os.environ.get(ENV_DISABLE))
-            _state["lib"] = None
-            return None
-        target = cached_library_path()
-        compiler = None if target.exists() else find_compiler()
-        if compiler is None and not target.exists():
-            log.warning("no C compiler found (cc/gcc/clang): WaveRNN uses the slower torch step loop")
-        else:
-            try:
-                lib = ctypes.CDLL(str(target if compiler is None else _build(compiler, target)))
-                fn = lib.wavernn_steps
-                fn.restype = ctypes.c_int64
-                fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_float, ctypes.c_void_p] + [ctypes.c_int64] * 3 + [
-                    ctypes.c_void_p, ctypes.c_int]
-            except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
-                log.warning("native WaveRNN step loop unavailable (%s): using the torch step loop", exc)
-                lib = None
-        _state["lib"] = lib
-        return lib
+        if "lib" not in _state:
+            _state["lib"] = load_library("WaveRNN", SOURCE, _declare)
+        return _state["lib"]  # type: ignore[return-value]
 
 
 def _offsets(sizes: list[int]) -> list[int]:

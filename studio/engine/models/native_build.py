@@ -1,0 +1,99 @@
+"""Building and loading the native (C) step loops of the autoregressive families.
+
+At first use a family's C file is compiled with the system C compiler (``$CC``, ``cc``, ``gcc`` or
+``clang``; ``-O3 -march=native``, about a second) into ``~/.cache/waveform-studio/native/`` (or
+``$WAVEFORM_STUDIO_CACHE/native``), named by a hash of the source, flags and machine, and reused
+afterwards without a compiler. When no compiler is found, the build fails, or ``STUDIO_NO_NATIVE=1`` is
+set, ``load_library`` returns None with one log line and the family uses its torch step loop, which
+computes the same function (tests/test_fastpaths.py).
+
+Threads: ``load_library`` may compile (seconds); callers hold their own lock and cache its result.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ENV_DISABLE = "STUDIO_NO_NATIVE"
+"""Set to anything but "" / "0" to never build or use the native step loops."""
+CFLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-std=gnu11")
+BUILD_TIMEOUT_S = 120.0
+
+
+def native_disabled() -> bool:
+    return os.environ.get(ENV_DISABLE, "") not in ("", "0")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("WAVEFORM_STUDIO_CACHE")
+    base = Path(root) if root else Path.home() / ".cache" / "waveform-studio"
+    return base / "native"
+
+
+def find_compiler() -> str | None:
+    for name in (os.environ.get("CC", ""), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def cached_library_path(source: Path) -> Path:
+    """Where the library for this source, flags and machine lives (it may not exist yet)."""
+    key = hashlib.sha256(source.read_bytes() + " ".join(CFLAGS).encode() + platform.node().encode())
+    key.update(platform.machine().encode() + platform.processor().encode())
+    return cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
+
+
+def build(compiler: str, source: Path, target: Path, label: str) -> Path:
+    """Compile ``source`` into ``target`` (atomic rename) and return it; RuntimeError with the compiler's
+    message when it fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("building the native %s step loop (once, cached in %s)", label, target.parent)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / target.name
+        proc = subprocess.run(
+            [compiler, *CFLAGS, "-o", str(out), str(source)],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{compiler} exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+        os.replace(out, target)
+    log.info("native %s step loop built in %.1f s", label, time.perf_counter() - started)
+    return target
+
+
+def load_library(label: str, source: Path, configure: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL | None:
+    """Build (if needed) and load the library for ``source``; ``configure`` declares its functions'
+    argument and result types. None, logged, when switched off, without a compiler or when it fails."""
+    if native_disabled():
+        log.info("native %s step loop switched off (%s=%s): using the torch step loop",
+                 label, ENV_DISABLE, os.environ.get(ENV_DISABLE))
+        return None
+    target = cached_library_path(source)
+    compiler = None if target.exists() else find_compiler()
+    if compiler is None and not target.exists():
+        log.warning("no C compiler found (cc/gcc/clang): %s uses the slower torch step loop", label)
+        return None
+    try:
+        lib = ctypes.CDLL(str(target if compiler is None else build(compiler, source, target, label)))
+        configure(lib)
+    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
+        log.warning("native %s step loop unavailable (%s): using the torch step loop", label, exc)
+        return None
+    return lib
