@@ -181,3 +181,73 @@ def test_train_command_writes_checkpoint_log_and_sample(setup, tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr
     bad = studio(setup, "train", "--family", "wavenet", "--data", str(setup["speech"]), "--out", "x", "--config", "{oops")
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+
+
+def test_train_help_explains_conditioning_and_unconditional(setup):
+    out = studio(setup, "train", "--help")
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "--unconditional" in text and "mel-conditioned vocoders by default" in text
+
+
+@pytest.mark.slow
+def test_train_unconditional_makes_a_model_that_generates_freely(setup, tmp_path):
+    stem = tmp_path / "free"
+    common = ("--profile", "speech16k", "--steps", "3", "--batch", "2", "--segment", "800",
+              "--sample-seconds", "0", "--threads", "1")
+    out = studio(setup, "train", "--family", "wavenet", "--data", str(setup["speech"]), "--out", str(stem),
+                 "--config", json.dumps(TINY_WAVENET), "--unconditional", *common)
+    assert out.returncode == 0, out.stderr
+    card = json.loads(stem.with_suffix(".json").read_text())["card"]
+    assert card["conditioning"] == "none" and card["config"]["n_mels"] == 0
+    assert load_model(stem).card().conditioning == "none"
+    gen = studio(setup, "generate", "--model", str(stem), "--seconds", "0.01", "--out", str(tmp_path / "free.wav"))
+    assert gen.returncode == 0, gen.stderr
+    glow = studio(setup, "train", "--family", "waveglow", "--data", str(setup["speech"]), "--out", str(tmp_path / "g"),
+                  "--unconditional", *common)
+    assert glow.returncode == 2 and "waveglow always needs mel conditioning" in glow.stderr
+    clash = studio(setup, "train", "--family", "wavenet", "--data", str(setup["speech"]), "--out", str(tmp_path / "c"),
+                   "--config", '{"n_mels": 80}', "--unconditional", *common)
+    assert clash.returncode == 2 and "contradicts" in clash.stderr
+
+
+@pytest.fixture(scope="module")
+def two_speakers(tmp_path_factory) -> Path:
+    """A folder with one sub-folder per espeak-ng voice: alice (en-us, female variant) and bob (en, male)."""
+    root = tmp_path_factory.mktemp("speakers")
+    for name, voice in (("alice", "en-us+f3"), ("bob", "en+m3")):
+        (root / name).mkdir()
+        for i, text in enumerate(("Seven silver swans swam silently seaward.", "Audio plays while it is made.")):
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(root / name / f"{name}{i}.wav"), text],
+                           check=True, timeout=60)
+    return root
+
+
+@pytest.mark.slow
+def test_multi_speaker_wavenet_trains_and_generates_each_speaker(setup, two_speakers, tmp_path):
+    stem = tmp_path / "duo"
+    config = {**TINY_WAVENET, "n_mels": 0, "n_speakers": 2, "speaker_dim": 4}
+    out = studio(setup, "train", "--family", "wavenet", "--data", str(two_speakers), "--out", str(stem),
+                 "--profile", "speech16k", "--config", json.dumps(config), "--steps", "3", "--batch", "2",
+                 "--segment", "800", "--sample-seconds", "0.01", "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    model = load_model(stem)
+    assert model.extra_card["training"]["speakers"] == ["alice", "bob"]
+    made = {}
+    for speaker in ("alice", "bob", "1"):
+        wav = tmp_path / f"{speaker}.wav"
+        gen = studio(setup, "generate", "--model", str(stem), "--seconds", "0.02", "--seed", "3",
+                     "--speaker", speaker, "--out", str(wav))
+        assert gen.returncode == 0, gen.stderr
+        made[speaker] = sf.read(wav)[0]
+    assert np.array_equal(made["bob"], made["1"])  # the name maps to the id through the card
+    assert not np.array_equal(made["alice"], made["bob"])  # the speaker embedding changes the samples
+    unknown = studio(setup, "generate", "--model", str(stem), "--seconds", "0.01", "--speaker", "carol",
+                     "--out", str(tmp_path / "x.wav"))
+    assert unknown.returncode == 2 and "alice, bob" in unknown.stderr
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.wav").write_bytes((two_speakers / "alice" / "alice0.wav").read_bytes())
+    loose = studio(setup, "train", "--family", "wavenet", "--data", str(flat), "--out", str(tmp_path / "loose"),
+                   "--profile", "speech16k", "--config", json.dumps(config), "--steps", "1", "--threads", "1")
+    assert loose.returncode == 2 and "speaker sub-folder" in loose.stderr

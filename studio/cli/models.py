@@ -50,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, required=True, help="length to generate")
     p.add_argument("--out", required=True, help="output audio file (.wav, .flac, .ogg, .opus, .mp3)")
     p.add_argument("--mel-from", metavar="FILE", help="conditioning: an audio file, or a .npy mel [n_mels, frames]")
+    p.add_argument("--speaker", metavar="NAME|ID",
+                   help="multi-speaker models: a speaker name from the model card (or its id); default the first")
     _add_sampling_args(p)
     p.set_defaults(handler=run_generate)
 
@@ -315,6 +317,8 @@ def _generate_to_file(args: argparse.Namespace, model, device: str, mel, num_sam
         sigma=args.sigma,
         device=device,
     )
+    if getattr(args, "speaker", None) is not None:
+        request.options["speaker"] = speaker_id(model, args.speaker)
     print(f"{model.name}: making {request_seconds(request, model):.2f} s on {device} (Ctrl+C keeps what is made)",
           file=sys.stderr, flush=True)
     summary, cut_short = _stream_to_file(model, request, args.out)
@@ -323,6 +327,21 @@ def _generate_to_file(args: argparse.Namespace, model, device: str, mel, num_sam
         return 130
     print(f"wrote {args.out}: {summary}")
     return 0
+
+
+def speaker_id(model, text: str) -> int:
+    """``--speaker NAME|ID`` → the model's speaker id: a name listed in the card's ``training.speakers``
+    (the training data's speaker folders), or an id in [0, n_speakers)."""
+    count = int(getattr(model.config, "n_speakers", 0) or 0)
+    if count == 0:
+        raise CliError(f"{model.name} is not a multi-speaker model: leave out --speaker")
+    names = list(model.extra_card.get("training", {}).get("speakers") or [])
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < count:
+        return int(text)
+    known = f"speakers: {', '.join(names)}" if names else "no speaker names on its card"
+    raise CliError(f"{model.name} has no speaker '{text}' ({known}; ids 0 to {count - 1})")
 
 
 def run_generate(args: argparse.Namespace) -> int:

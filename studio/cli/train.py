@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a model on audio files",
         description="Train a WaveNet, WaveRNN or WaveGlow on a folder (or list) of audio files, or run a "
         "bundled model's recipe (--recipe NAME|all|list). "
+        "WaveNet and WaveRNN are trained as mel-conditioned vocoders by default (they then need mel frames "
+        "to generate, e.g. `studio vocode`); add --unconditional for a model that generates audio freely "
+        "(`studio generate`). WaveGlow is always mel-conditioned. "
         "Runs unchanged under `torchrun --nproc-per-node K -m studio train ...` (data parallel).",
     )
     p.add_argument("--recipe", metavar="NAME",
@@ -37,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint name (saved in the user models folder) or path stem (folder/NAME)",
     )
     p.add_argument("--config", metavar="JSON", help="family config overrides: inline JSON or a JSON file")
+    p.add_argument("--unconditional", action="store_true",
+                   help="train a model without mel conditioning (n_mels=0) that generates freely; "
+                   "wavenet and wavernn only (the default is a mel-conditioned vocoder)")
     p.add_argument("--profile", metavar="PRESET", help="mel feature preset (default: the family's)")
     p.add_argument("--steps", type=int,
                    help="total steps to reach (default 1000); with --recipe: steps this run adds (default: the recipe's)")
@@ -121,6 +127,8 @@ def run_train(args: argparse.Namespace) -> int:
         config = parse_config(args.config)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    if args.unconditional:
+        config = unconditional_config(args, config)
     options = TrainOptions(
         family=args.family,
         data=list(args.data),
@@ -171,6 +179,28 @@ def run_train(args: argparse.Namespace) -> int:
             f"checkpoint {result.checkpoint}.safetensors"
         )
     return 0
+
+
+def unconditional_config(args: argparse.Namespace, config: dict) -> dict:
+    """``--unconditional``: the ``--config`` overrides with ``n_mels=0``, or a CliError saying why not."""
+    from studio.engine.models.base import get_family
+
+    if args.resume or args.init_from:
+        raise CliError("--unconditional only applies to a new model: --resume and --init-from keep the checkpoint's conditioning")
+    try:
+        family = get_family(args.family)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    try:  # a family that supports free generation accepts n_mels=0 in its (default) config
+        family.config_class(n_mels=0)
+        supported = True
+    except (TypeError, ValueError):
+        supported = False
+    if not supported:
+        raise CliError(f"{args.family} always needs mel conditioning (it is a vocoder): leave out --unconditional")
+    if config.get("n_mels", 0):
+        raise CliError(f"--unconditional contradicts --config n_mels={config['n_mels']}: give one or the other")
+    return {**config, "n_mels": 0}
 
 
 def _recipe_list() -> str:

@@ -519,7 +519,9 @@ class WaveNet(WaveformModel):
             native = not isinstance(stepper, IncrementalWaveNet)
             speaker = self._speaker_tensor(request, batch, device)
             noise = _NoiseStream(generator, batch, cfg.out_classes, temperature, device)
-            classes = torch.empty(num_samples + 1, batch, dtype=torch.long, device=device)
+            # a rolling buffer over one yielded block: row 0 holds the class before the block's first step,
+            # row k + 1 the class drawn at step done + k (bounded by block_size, whatever num_samples is)
+            classes = torch.empty(min(block, num_samples) + 1, batch, dtype=torch.long, device=device)
             classes[0] = self.silence_class
             flat = classes.view(-1)
             scratch = torch.empty(batch, cfg.out_classes, device=device)
@@ -549,9 +551,9 @@ class WaveNet(WaveformModel):
                             rows = noise.rows(t, m) if temperature > 0 else None
                             began = time.perf_counter()
                             if run_logits is None:
-                                stepper.run(flat, biases[i : i + m], rows, t, m)
+                                stepper.run(flat, biases[i : i + m], rows, t - done, m)
                             else:  # same samples, plus the run's logits [m, C]
-                                stepper._call(flat, biases[i : i + m], rows, t, m, run_logits, forced=False)
+                                stepper._call(flat, biases[i : i + m], rows, t - done, m, run_logits, forced=False)
                                 tap.record_span(t, run_logits[:m])
                             took = time.perf_counter() - began
                             if took < NATIVE_RUN_SECONDS[0] and m == run:
@@ -564,19 +566,20 @@ class WaveNet(WaveformModel):
                         continue
                     biases = biases.unbind(0)
                     for i in range(n):
-                        logits = stepper.step_scaled(classes[t], biases[i].unbind(0))
+                        logits = stepper.step_scaled(classes[t - done], biases[i].unbind(0))
                         if tap is not None:
                             tap.record(t, logits[0])
                         if temperature > 0:
                             torch.add(logits, noise.at(t), out=scratch)
-                            torch.argmax(scratch, dim=1, out=classes[t + 1])
+                            torch.argmax(scratch, dim=1, out=classes[t - done + 1])
                         else:
-                            torch.argmax(logits, dim=1, out=classes[t + 1])
+                            torch.argmax(logits, dim=1, out=classes[t - done + 1])
                         t += 1
                         if t % CANCEL_CHECK_EVERY == 0 and request.cancelled:
                             cancelled = True
                             break
-                audio = self.decode(classes[done + 1 : t + 1, 0])
+                audio = self.decode(classes[1 : t - done + 1, 0])
+                classes[0] = classes[t - done]  # the last class feeds the next block's first step
             done = t
             if tap is not None:
                 tap.flush(done)

@@ -7,6 +7,8 @@
 - ``SegmentSampler``: random batches of ``[B, T]`` float32 segments, drawn with an explicit
   ``torch.Generator`` so each distributed rank (and each resumed step) gets its own reproducible stream.
 - ``heldout_segments``: a fixed, evenly spread set of held-out segments for a comparable held-out loss.
+- ``speaker_folders``: multi-speaker data (models with ``n_speakers > 0``): each immediate sub-folder of
+  the one data folder is a speaker; sorted folder names give the ids 0, 1, ...
 
 Everything here runs on the training thread; nothing holds a file open after loading.
 """
@@ -55,6 +57,32 @@ def collect_audio_files(sources: Iterable[str | os.PathLike[str]]) -> list[Path]
             f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in {', '.join(map(os.fspath, sources))}"
         )
     return sorted(found)
+
+
+def speaker_folders(sources: Sequence[str | os.PathLike[str]], files: Sequence[Path]) -> tuple[list[str], dict[Path, int]]:
+    """(speaker names, speaker id of each file) for multi-speaker training.
+
+    The convention: ``sources`` is one folder and each of its immediate sub-folders holding audio is one
+    speaker; the sorted folder names are the speakers, their positions the ids. Every file must lie in
+    such a sub-folder (deeper nesting is fine: the first level names the speaker).
+    """
+    if len(sources) != 1 or not Path(os.fspath(sources[0])).expanduser().is_dir():
+        raise DatasetError(
+            "a multi-speaker model (n_speakers > 0) trains on one folder with one sub-folder of audio per speaker"
+        )
+    root = Path(os.fspath(sources[0])).expanduser()
+    of_file: dict[Path, str] = {}
+    for path in files:
+        parts = path.relative_to(root).parts
+        if len(parts) < 2:
+            raise DatasetError(
+                f"{path}: for a multi-speaker model every file must be in a speaker sub-folder of {root} "
+                "(the sub-folder's name is the speaker)"
+            )
+        of_file[path] = parts[0]
+    names = sorted(set(of_file.values()))
+    ids = {name: i for i, name in enumerate(names)}
+    return names, {path: ids[name] for path, name in of_file.items()}
 
 
 def prepared_set_splits(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]] | None:
@@ -121,15 +149,20 @@ class AudioCorpus:
     """Decoded clips at one sample rate, int16 in memory (half of float32; 16-bit is the sources' depth).
 
     clips: one 1-D int16 array per file. names: the files' names (for the card and logs).
+    speakers: one speaker id per clip (all 0 for single-speaker data).
     """
 
     sample_rate: int
     clips: list[np.ndarray] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    speakers: list[int] = field(default_factory=list)
 
     @classmethod
-    def load(cls, files: Sequence[Path], sample_rate: int) -> AudioCorpus:
-        """Decode ``files`` (mono, resampled to ``sample_rate``); unreadable files are skipped with a warning."""
+    def load(cls, files: Sequence[Path], sample_rate: int, speaker_of: dict[Path, int] | None = None) -> AudioCorpus:
+        """Decode ``files`` (mono, resampled to ``sample_rate``); unreadable files are skipped with a warning.
+
+        speaker_of: each file's speaker id (default 0).
+        """
         from studio.engine.audio.files import AudioFileError, load
 
         corpus = cls(sample_rate)
@@ -139,14 +172,15 @@ class AudioCorpus:
             except AudioFileError as exc:
                 log.warning("skipping training file: %s", exc)
                 continue
-            corpus.add(audio, path.name)
+            corpus.add(audio, path.name, speaker_of.get(path, 0) if speaker_of else 0)
         return corpus
 
-    def add(self, audio: np.ndarray, name: str) -> None:
-        """Add float audio in [-1, 1], shape [T]."""
+    def add(self, audio: np.ndarray, name: str, speaker: int = 0) -> None:
+        """Add float audio in [-1, 1], shape [T], spoken by ``speaker``."""
         clip = np.clip(np.round(np.asarray(audio, np.float32) * 32767.0), -32768, 32767).astype(np.int16)
         self.clips.append(clip)
         self.names.append(name)
+        self.speakers.append(int(speaker))
 
     @property
     def total_samples(self) -> int:
@@ -168,6 +202,7 @@ class AudioCorpus:
                 continue
             tail.clips.append(clip[-n:].copy())
             tail.names.append(f"{self.names[i]} (last {n / self.sample_rate:.2f} s)")
+            tail.speakers.append(self.speakers[i])
             self.clips[i] = clip[:-n].copy()
         return tail
 
@@ -195,16 +230,31 @@ class SegmentSampler:
 
     def sample(self, generator: torch.Generator) -> torch.Tensor:
         """float32 [batch, segment] on the CPU, drawn from ``generator`` only."""
+        return self.sample_with_speakers(generator)[0]
+
+    def sample_with_speakers(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(float32 [batch, segment], int64 [batch] speaker ids) on the CPU, drawn from ``generator`` only."""
         clips = torch.multinomial(self._weights, self.batch, replacement=True, generator=generator).tolist()
         rows = []
         for index in clips:
             start = int(torch.randint(self._spans[index], (1,), generator=generator))
             rows.append(self.corpus.segment(index, start, self.segment))
-        return torch.from_numpy(np.stack(rows))
+        speakers = torch.tensor([self.corpus.speakers[i] for i in clips], dtype=torch.long)
+        return torch.from_numpy(np.stack(rows)), speakers
 
 
 def heldout_segments(corpus: AudioCorpus, segment: int, count: int) -> torch.Tensor:
     """Up to ``count`` held-out segments [N, segment], spread evenly over all held-out audio (fixed)."""
+    return torch.from_numpy(np.stack([corpus.segment(i, s, segment) for i, s in _heldout_picks(corpus, segment, count)]))
+
+
+def heldout_speakers(corpus: AudioCorpus, segment: int, count: int) -> torch.Tensor:
+    """int64 [N]: the speaker id of each of ``heldout_segments(corpus, segment, count)``."""
+    return torch.tensor([corpus.speakers[i] for i, _ in _heldout_picks(corpus, segment, count)], dtype=torch.long)
+
+
+def _heldout_picks(corpus: AudioCorpus, segment: int, count: int) -> list[tuple[int, int]]:
+    """(clip index, start) of the fixed held-out segments."""
     candidates: list[tuple[int, int]] = []
     for index, clip in enumerate(corpus.clips):
         n = int(clip.shape[0])
@@ -215,7 +265,7 @@ def heldout_segments(corpus: AudioCorpus, segment: int, count: int) -> torch.Ten
     if len(candidates) > count:
         picks = np.linspace(0, len(candidates) - 1, count).round().astype(int)
         candidates = [candidates[i] for i in picks]
-    return torch.from_numpy(np.stack([corpus.segment(i, s, segment) for i, s in candidates]))
+    return candidates
 
 
 def describe_data(sources: Sequence[str], train: AudioCorpus, heldout: AudioCorpus) -> dict[str, object]:

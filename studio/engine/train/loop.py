@@ -11,6 +11,10 @@ their mel from the shared ``MelFrontEnd`` on the training device (conditioned fa
 exponential decay. Randomness is re-seeded every step from (seed, rank, step), so a resumed run draws
 exactly the batches an uninterrupted one would have, and every distributed rank draws its own.
 
+Multi-speaker models (config ``n_speakers > 0``) train on one folder with one sub-folder per speaker
+(``data.speaker_folders``): each segment's speaker id goes to ``training_loss(audio, mel, speaker=...)``
+and the card's ``training["speakers"]`` lists the names by id (``studio generate --speaker``).
+
 Files (rank 0 only), next to the ``--out`` stem: ``NAME.safetensors``/``.json``/``.train.safetensors``
 (every ``checkpoint_every`` steps and at the end, atomically), ``NAME.log.jsonl`` (one JSON object per
 logged step and per evaluation), ``NAME.sample.wav`` (~1 s made by the model at each checkpoint).
@@ -51,7 +55,9 @@ from studio.engine.train.data import (
     collect_audio_files,
     describe_data,
     heldout_segments,
+    heldout_speakers,
     prepared_set_splits,
+    speaker_folders,
     split_files,
 )
 from studio.engine.train.distributed import Context
@@ -157,8 +163,19 @@ class _LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, audio: torch.Tensor, mel: torch.Tensor | None) -> torch.Tensor:
-        return self.model.training_loss(audio, mel)
+    def forward(self, audio: torch.Tensor, mel: torch.Tensor | None, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        return _loss(self.model, audio, mel, speaker)
+
+
+def _loss(model: WaveformModel, audio: torch.Tensor, mel: torch.Tensor | None, speaker: torch.Tensor | None) -> torch.Tensor:
+    """The model's training loss; ``speaker`` (int64 [B]) is passed only to multi-speaker models."""
+    if speaker is None:
+        return model.training_loss(audio, mel)
+    return model.training_loss(audio, mel, speaker=speaker)
+
+
+def _n_speakers(model: WaveformModel) -> int:
+    return int(getattr(model.config, "n_speakers", 0) or 0)
 
 
 # -- setting up ---------------------------------------------------------------------------------------
@@ -222,17 +239,28 @@ def _initial_model(options: TrainOptions, name: str) -> tuple[WaveformModel, dic
     return model, record
 
 
-def _load_data(options: TrainOptions, sample_rate: int, min_heldout: int) -> tuple[AudioCorpus, AudioCorpus]:
+def _load_data(
+    options: TrainOptions, sample_rate: int, min_heldout: int, n_speakers: int = 0
+) -> tuple[AudioCorpus, AudioCorpus, list[str] | None]:
+    """(train corpus, held-out corpus, speaker names by id or None for single-speaker models)."""
+    speakers: list[str] | None = None
+    speaker_of: dict[Path, int] | None = None
     try:
-        prepared = prepared_set_splits(options.data)
+        prepared = None if n_speakers else prepared_set_splits(options.data)
         if prepared is not None:
             train_files, heldout_files = prepared
         else:
             files = collect_audio_files(options.data)
+            if n_speakers:
+                speakers, speaker_of = speaker_folders(options.data, files)
+                if len(speakers) > n_speakers:
+                    raise DatasetError(
+                        f"{len(speakers)} speaker folders ({', '.join(speakers)}) but the model has n_speakers={n_speakers}"
+                    )
             train_files, heldout_files = split_files(files, options.heldout_fraction, options.heldout)
-        train = AudioCorpus.load(train_files, sample_rate)
+        train = AudioCorpus.load(train_files, sample_rate, speaker_of)
         if heldout_files:
-            heldout = AudioCorpus.load(heldout_files, sample_rate)
+            heldout = AudioCorpus.load(heldout_files, sample_rate, speaker_of)
         else:
             heldout = train.split_tail(minimum=min_heldout)
     except DatasetError as exc:
@@ -241,7 +269,7 @@ def _load_data(options: TrainOptions, sample_rate: int, min_heldout: int) -> tup
         raise TrainingError("every training file was unreadable (see the warnings above)")
     if not heldout.clips:
         raise TrainingError("every held-out file was unreadable (see the warnings above)")
-    return train, heldout
+    return train, heldout, speakers
 
 
 # -- the run ------------------------------------------------------------------------------------------
@@ -301,7 +329,11 @@ class _Run:
         self.segment = max(hop, segment // hop * hop)
         self.batch = o.batch or recipe.batch
         self.base_lr = o.lr or recipe.lr
-        self.train_data, self.heldout_data = _load_data(o, profile.sample_rate, self.segment)
+        n_speakers = _n_speakers(self.model)
+        self.train_data, self.heldout_data, self.speakers = _load_data(o, profile.sample_rate, self.segment, n_speakers)
+        known = (initial or {}).get("speakers") or self.model.extra_card.get("training", {}).get("speakers")
+        if n_speakers and known and known != self.speakers:
+            raise TrainingError(f"the data's speaker folders {self.speakers} differ from the model's speakers {known}")
         self.sampler = SegmentSampler(self.train_data, self.segment, self.batch)
         self.front_end = None
         if self.model.conditioned:
@@ -310,6 +342,9 @@ class _Run:
             self.front_end = MelFrontEnd(profile).to(self.device)
         self.heldout = heldout_segments(self.heldout_data, self.segment, o.heldout_segments).to(self.device)
         self.heldout_mel = self._mel(self.heldout)
+        self.heldout_speaker = None
+        if n_speakers:
+            self.heldout_speaker = heldout_speakers(self.heldout_data, self.segment, o.heldout_segments).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.base_lr)
         self.step = 0
         if state is not None:
@@ -346,10 +381,13 @@ class _Run:
         """Whether some parameters get no gradient from the loss (DDP must then look for them each step)."""
         audio = self.heldout[: min(2, self.heldout.shape[0])]
         mel = None if self.heldout_mel is None else self.heldout_mel[: audio.shape[0]]
-        self.model.training_loss(audio, mel).backward()
+        _loss(self.model, audio, mel, self._heldout_speaker(0, audio.shape[0])).backward()
         unused = any(p.requires_grad and p.grad is None for p in self.model.parameters())
         self.model.zero_grad(set_to_none=True)
         return unused
+
+    def _heldout_speaker(self, start: int, stop: int) -> torch.Tensor | None:
+        return None if self.heldout_speaker is None else self.heldout_speaker[start:stop]
 
     def _mel(self, audio: torch.Tensor) -> torch.Tensor | None:
         if self.front_end is None:
@@ -391,7 +429,8 @@ class _Run:
             for i in range(0, self.heldout.shape[0], self.batch):
                 audio = self.heldout[i : i + self.batch]
                 mel = None if self.heldout_mel is None else self.heldout_mel[i : i + self.batch]
-                total += float(self.model.training_loss(audio, mel)) * audio.shape[0]
+                speaker = self._heldout_speaker(i, i + self.batch)
+                total += float(_loss(self.model, audio, mel, speaker)) * audio.shape[0]
                 count += audio.shape[0]
         self.model.train()
         self.heldout_loss = total / count
@@ -408,12 +447,13 @@ class _Run:
         seed = step_seed(self.options.seed, self.ctx.rank, step)
         self.generator.manual_seed(seed)
         torch.manual_seed(seed)
-        audio = self.sampler.sample(self.generator)
+        audio, speaker = self.sampler.sample_with_speakers(self.generator)
         self.data_fingerprint += float(audio.double().sum())
         audio = audio.to(self.device, non_blocking=True)
         mel = self._mel(audio)
+        speaker = speaker.to(self.device) if self.speakers is not None else None
         with self._autocast():
-            loss = self.trainer(audio, mel)
+            loss = self.trainer(audio, mel, speaker)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
@@ -494,7 +534,8 @@ class _Run:
         self.model.eval()
         try:
             with torch.no_grad():
-                return math.isfinite(float(self.model.training_loss(self.heldout[: self.batch], mel)))
+                loss = _loss(self.model, self.heldout[: self.batch], mel, self._heldout_speaker(0, self.batch))
+                return math.isfinite(float(loss))
         finally:
             self.model.train()
 
@@ -513,6 +554,7 @@ class _Run:
             "started_from": self.started_from,
             "seed": self.options.seed,
             "data": self.data_description,
+            **({"speakers": list(self.speakers)} if self.speakers is not None else {}),
             "final_loss": self.last_loss,
             "heldout_loss": self.heldout_loss,
             "initial_heldout_loss": self.initial_heldout_loss,
