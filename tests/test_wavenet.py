@@ -393,3 +393,11 @@ def test_training_loss_checks_its_inputs():
         model.training_loss(audio, None, torch.tensor([0, 1]))
     loss = model.training_loss(audio, mel, torch.tensor([0, 1]))
     assert loss.dim() == 0 and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -0.5])
+def test_a_temperature_that_is_not_a_finite_non_negative_number_is_refused(temperature):
+    model = WaveNet(WaveNetConfig(layers=2, dilation_cycle=2, residual_channels=8, gate_channels=8, skip_channels=8,
+                                  n_mels=0), PROFILE)
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        model.generate(GenerateRequest(num_samples=64, temperature=temperature))

@@ -478,15 +478,15 @@ class WaveNet(WaveformModel):
             yield from self._generate_plain(request, mel, num_samples, generator)
             return
         if request.options.get("folded"):
-            if request.temperature < 0:
-                raise ValueError(f"temperature must be >= 0, got {request.temperature}")
+            if not math.isfinite(request.temperature) or request.temperature < 0:
+                raise ValueError(f"temperature must be a finite number >= 0, got {request.temperature}")
             yield from generate_folded(
                 self, request, mel, num_samples, generator, _NoiseStream, COND_CHUNK_VALUES, CANCEL_CHECK_EVERY
             )
             return
         temperature = float(request.temperature)
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
         yield from self._generate_single(request, mel, num_samples, generator, temperature)
 
     def _single_stepper(self, request: GenerateRequest):
@@ -594,8 +594,8 @@ class WaveNet(WaveformModel):
         """The slow reference: the full network over the last ``receptive_field`` inputs, per sample."""
         device = self.embed.weight.device
         temperature = float(request.temperature)
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
         block = max(1, int(request.block_size))
         rf = self.receptive_field
         with torch.inference_mode():

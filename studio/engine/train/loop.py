@@ -425,14 +425,16 @@ class _Run:
         """Mean training loss over the fixed held-out segments (rank 0's replica; no gradients)."""
         self.model.eval()
         total, count = 0.0, 0
-        with torch.no_grad():
-            for i in range(0, self.heldout.shape[0], self.batch):
-                audio = self.heldout[i : i + self.batch]
-                mel = None if self.heldout_mel is None else self.heldout_mel[i : i + self.batch]
-                speaker = self._heldout_speaker(i, i + self.batch)
-                total += float(_loss(self.model, audio, mel, speaker)) * audio.shape[0]
-                count += audio.shape[0]
-        self.model.train()
+        try:
+            with torch.no_grad():
+                for i in range(0, self.heldout.shape[0], self.batch):
+                    audio = self.heldout[i : i + self.batch]
+                    mel = None if self.heldout_mel is None else self.heldout_mel[i : i + self.batch]
+                    speaker = self._heldout_speaker(i, i + self.batch)
+                    total += float(_loss(self.model, audio, mel, speaker)) * audio.shape[0]
+                    count += audio.shape[0]
+        finally:
+            self.model.train()  # also when the loss raises: dropout stays on for the rest of the run
         self.heldout_loss = total / count
         if self.initial_heldout_loss is None:
             self.initial_heldout_loss = self.heldout_loss
