@@ -30,7 +30,24 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     app.setApplicationDisplayName("Waveform Studio")
     app.setApplicationVersion(__version__)
     theme.apply_theme(app)
+    collect_garbage_on_gui_thread()
     return app
+
+
+_gui_thread_gc = None
+
+
+def collect_garbage_on_gui_thread() -> None:
+    """Run Python's cycle collector only on the GUI thread, from a timer.
+
+    Left automatic, the collector runs in whichever thread happens to allocate (a worker loading a
+    model, say) and may destroy Qt objects there, which crashes Qt (seen: a segfault while a worker
+    built a WaveNet). pyqtgraph's collector disables automatic collection and collects from a QTimer."""
+    global _gui_thread_gc
+    if _gui_thread_gc is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _gui_thread_gc = GarbageCollector(interval=0.5)
 
 
 def install_exception_hook(window) -> None:

@@ -3,6 +3,7 @@ a main window that is shut down (audio, timers, workers) after each test; test s
 
 from __future__ import annotations
 
+import gc
 import os
 
 import numpy as np
@@ -50,6 +51,7 @@ def make_window(qtbot, studio_app, pulse_server):
         window.close()
         window.shutdown()
         window.deleteLater()
+    gc.collect()  # here, on the GUI thread: never let a later worker thread's collection destroy Qt objects
 
 
 @pytest.fixture
