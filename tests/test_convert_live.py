@@ -93,3 +93,17 @@ def test_live_pitch_shift_runs_without_underruns_and_measures_latency(pulse_serv
     assert 0 < latency_ms <= LATENCY_BOUND_MS
     shifted = 12 * np.log2(voiced_median_f0(recording) / PROBE_F0_HZ)
     assert abs(shifted - SHIFT_SEMITONES) < 0.3, f"the output is {shifted:+.2f} semitones from the probe"
+
+
+def test_a_converter_runs_once_and_a_failed_start_leaves_nothing_open(pulse_server):
+    from studio.engine.audio.devices import AudioDeviceError
+    from studio.engine.convert.live import LiveConverter, LiveSettings
+
+    converter = LiveConverter(LiveSettings()).start()
+    converter.stop()
+    with pytest.raises(RuntimeError, match="already run"):
+        converter.start()
+    broken = LiveConverter(LiveSettings(device_block=0, latency="no such latency"))
+    with pytest.raises(AudioDeviceError, match="cannot open"):
+        broken.start()
+    assert getattr(broken, "_in_stream", None) is None and broken._stream is None and broken._worker is None

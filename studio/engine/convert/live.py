@@ -148,6 +148,17 @@ class LiveConverter:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> LiveConverter:
+        """Open both streams and the worker; on any failure everything opened so far is closed again.
+        A converter runs once (its counters describe that run): make a new one to start again."""
+        if self._started_at is not None or self._worker is not None:
+            raise RuntimeError("this LiveConverter has already run: make a new one to start again")
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LiveConverter:
         s = self.settings
         sd = devices.sd()
         out_info = devices.validate_output(s.output_device, s.sample_rate, s.output_channels)
@@ -187,7 +198,7 @@ class LiveConverter:
                 dtype="float32", latency=s.latency, callback=self._output_callback,
             )
             self._device_latency = (float(self._in_stream.latency), float(self._stream.latency))
-        except (sd.PortAudioError, ValueError) as exc:
+        except (sd.PortAudioError, ValueError, TypeError) as exc:  # TypeError: a malformed latency/block
             raise devices.AudioDeviceError(
                 f"cannot open {in_info.name!r} → {out_info.name!r} at {rate} Hz for live conversion: {exc}; "
                 "try other devices or a larger block (run `studio devices`)"
@@ -213,11 +224,17 @@ class LiveConverter:
             if stream is not None:
                 try:
                     stream.stop()
-                    stream.close()
+                except Exception as exc:  # noqa: BLE001 - a vanished device: still close it
+                    log.warning("live conversion: stopping %s failed: %s", name.strip("_"), exc)
                 finally:
-                    setattr(self, name, None)
+                    try:
+                        stream.close()
+                    finally:
+                        setattr(self, name, None)
         if self._worker is not None:
             self._worker.join(timeout=5)
+            if self._worker.is_alive():
+                log.warning("live conversion: the worker did not stop within 5 s")
             self._worker = None
 
     def __enter__(self) -> LiveConverter:
