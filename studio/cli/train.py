@@ -11,6 +11,8 @@ Progress goes to stdout: one line rewritten in place (``\\r``) on a terminal, a 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import time
@@ -108,6 +110,31 @@ class ProgressPrinter:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """``studio train``; under ``torchrun`` (WORLD_SIZE > 1) the process ends here without interpreter teardown.
+
+    Why: gloo's worker threads can still be releasing the last collective's tensors when Python
+    finalizes; releasing them needs the GIL, which a finalizing interpreter no longer gives, and the C++
+    runtime aborts (SIGABRT, "terminate called without an active exception"). With torch 2.13 that
+    turned about one finished two-process run in eight into a failure reported by torchrun. Every file
+    is written and closed by then (checkpoints atomically), so ending with ``os._exit`` after flushing
+    stdout, stderr and logging loses nothing.
+    """
+    from studio.engine.train.distributed import Context
+
+    if not Context.from_env().distributed:
+        return _run_train(args)
+    try:
+        code = _run_train(args)
+    except CliError as exc:
+        print(f"studio train: {exc}", file=sys.stderr)
+        code = 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def _run_train(args: argparse.Namespace) -> int:
     import torch
 
     from studio.cli.models import parse_device
