@@ -251,3 +251,17 @@ def test_multi_speaker_wavenet_trains_and_generates_each_speaker(setup, two_spea
     loose = studio(setup, "train", "--family", "wavenet", "--data", str(flat), "--out", str(tmp_path / "loose"),
                    "--profile", "speech16k", "--config", json.dumps(config), "--steps", "1", "--threads", "1")
     assert loose.returncode == 2 and "speaker sub-folder" in loose.stderr
+
+
+def test_model_catalogue_reads_cards_without_importing_torch():
+    """`studio models` and the window's model list only read JSON cards: importing torch (~2 s) is not needed."""
+    code = (
+        "import sys\n"
+        "from studio.engine.catalog import list_models\n"
+        "entries = list_models()\n"
+        "assert entries and all(e.card.family for e in entries), entries\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -81,3 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"studio {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `studio models | head`: the reader left; say nothing more, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush of stdout must not raise again
+        return 141

@@ -23,14 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.engine.checkpoints import (
+from studio.engine.checkpoint_documents import (
     JSON_SUFFIX,
     CheckpointError,
     CheckpointPaths,
     card_from_document,
     read_document,
 )
-from studio.engine.models.base import ModelCard
+from studio.engine.models.card import ModelCard
 from studio.engine.storage import APP_DIR_NAME, user_data_dir
 
 log = logging.getLogger(__name__)

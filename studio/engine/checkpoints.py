@@ -39,27 +39,27 @@ from typing import Any
 
 import torch
 
+from studio.engine.checkpoint_documents import (  # noqa: F401 (re-exported: the public names of checkpoints)
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    JSON_SUFFIX,
+    PICKLE_SUFFIXES,
+    TRAIN_SUFFIX,
+    WEIGHTS_SUFFIX,
+    CheckpointError,
+    CheckpointPaths,
+    UnsafeCheckpointError,
+    card_from_document,
+    check_document,
+    read_document,
+)
 from studio.engine.models.base import ModelCard, WaveformModel, build_model, get_family
 from studio.engine.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-FORMAT_NAME = "waveform-studio-checkpoint"
-FORMAT_VERSION = 1
-WEIGHTS_SUFFIX = ".safetensors"
-TRAIN_SUFFIX = ".train.safetensors"
-JSON_SUFFIX = ".json"
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar", ".bin")
 _METADATA_KEY = "waveform_studio"
 _RESUME_WEIGHTS_PREFIX = "model."
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be read or does not fit its model; the message says which and why."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A pickled file that holds code or objects beyond tensors and plain containers: refused."""
 
 
 @dataclass
@@ -77,35 +77,6 @@ class TrainingState:
     optimizer: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CheckpointPaths:
-    """The files of checkpoint ``stem`` (a path without suffix)."""
-
-    stem: Path
-
-    @property
-    def weights(self) -> Path:
-        return self.stem.with_name(self.stem.name + WEIGHTS_SUFFIX)
-
-    @property
-    def train(self) -> Path:
-        return self.stem.with_name(self.stem.name + TRAIN_SUFFIX)
-
-    @property
-    def json(self) -> Path:
-        return self.stem.with_name(self.stem.name + JSON_SUFFIX)
-
-    @classmethod
-    def of(cls, path: str | os.PathLike[str]) -> CheckpointPaths:
-        """Accepts ``NAME``, ``NAME.json``, ``NAME.safetensors`` or ``NAME.train.safetensors``."""
-        p = Path(path).expanduser()
-        name = p.name
-        for suffix in (TRAIN_SUFFIX, WEIGHTS_SUFFIX, JSON_SUFFIX):
-            if name.endswith(suffix) and len(name) > len(suffix):
-                return cls(p.with_name(name[: -len(suffix)]))
-        return cls(p)
 
 
 # -- atomic writes ---------------------------------------------------------------------------------
@@ -228,43 +199,6 @@ def save_checkpoint(
 
 
 # -- read ------------------------------------------------------------------------------------------
-def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The checkpoint's JSON document (cheap: reads only ``NAME.json``), checked for format and version."""
-    paths = CheckpointPaths.of(path)
-    try:
-        text = paths.json.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CheckpointError(f"{paths.json}: no such checkpoint description (expected NAME.json next to NAME.safetensors)") from None
-    except OSError as exc:
-        raise CheckpointError(f"{paths.json}: cannot read: {exc.strerror}") from exc
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{paths.json}: not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged") from exc
-    return _check_document(document, str(paths.json))
-
-
-def _check_document(document: Any, where: str) -> dict[str, Any]:
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{where}: not a Waveform Studio checkpoint (no '\"format\": \"{FORMAT_NAME}\"')")
-    version = document.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{where}: checkpoint format version {version!r} is newer than this studio reads ({FORMAT_VERSION}); update the studio"
-        )
-    if not isinstance(document.get("card"), dict):
-        raise CheckpointError(f"{where}: the checkpoint has no model card")
-    return document
-
-
-def card_from_document(document: dict[str, Any], where: str) -> ModelCard:
-    """The ``ModelCard`` of a checked document, with a clear error for a damaged card."""
-    try:
-        return ModelCard.from_dict(document["card"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: damaged model card: {exc}") from exc
-
-
 def _open_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors and the header metadata of a safetensors file, with clear errors for damaged files."""
     from safetensors import SafetensorError, safe_open
@@ -288,7 +222,7 @@ def _document_of_weights(path: Path, metadata: Mapping[str, str]) -> dict[str, A
     if raw is None:
         return None
     try:
-        return _check_document(json.loads(raw), str(path))
+        return check_document(json.loads(raw), str(path))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: damaged metadata header: {exc.msg}") from exc
 
