@@ -210,24 +210,14 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def unconditional_config(args: argparse.Namespace, config: dict) -> dict:
     """``--unconditional``: the ``--config`` overrides with ``n_mels=0``, or a CliError saying why not."""
-    from studio.engine.models.base import get_family
+    from studio.engine.train.options import free_generation_config
 
     if args.resume or args.init_from:
         raise CliError("--unconditional only applies to a new model: --resume and --init-from keep the checkpoint's conditioning")
     try:
-        family = get_family(args.family)
+        return free_generation_config(args.family, config)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
-    try:  # a family that supports free generation accepts n_mels=0 in its (default) config
-        family.config_class(n_mels=0)
-        supported = True
-    except (TypeError, ValueError):
-        supported = False
-    if not supported:
-        raise CliError(f"{args.family} always needs mel conditioning (it is a vocoder): leave out --unconditional")
-    if config.get("n_mels", 0):
-        raise CliError(f"--unconditional contradicts --config n_mels={config['n_mels']}: give one or the other")
-    return {**config, "n_mels": 0}
+        raise CliError(f"--unconditional: {exc}") from None
 
 
 def _recipe_list() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,20 @@ class TrainingController:
     def _on_warm(self, seconds: float) -> None:
         self.warm_s = seconds
         log.info("training imports warmed in %.2f s", seconds)
+        self._show_family_abilities(self.panel.family.currentText())
+
+    def _show_family_abilities(self, family: str) -> None:
+        """Enable the panel's free-generation / speakers choices the family supports. Asking needs the
+        model families (torch): only once they are imported, so the GUI thread never waits for torch;
+        until then both stay enabled and ``options_for`` refuses what the family cannot do."""
+        if "studio.engine.models.base" not in sys.modules:
+            return
+        from studio.engine.train.options import supports_free_generation, supports_speakers
+
+        try:
+            self.panel.set_family_abilities(supports_free_generation(family), supports_speakers(family))
+        except ValueError:  # not a family (cannot happen from the combo box)
+            self.panel.set_family_abilities(False, False)
 
     def _on_family(self, family: str) -> None:
         from studio.engine.train.options import recipe_for
@@ -79,6 +94,7 @@ class TrainingController:
         profile = recipe_for(family).profile
         if self.panel.profile.findText(profile) >= 0:
             self.panel.profile.setCurrentText(profile)
+        self._show_family_abilities(family)
 
     def browse(self) -> None:
         start = self.panel.folder.text() or os.path.expanduser("~")
@@ -89,7 +105,12 @@ class TrainingController:
 
     def options_for(self, params: TrainParams) -> Any:
         """``TrainOptions`` for the panel's settings; ValueError naming what to fix."""
-        from studio.engine.train.options import TrainOptions, parse_config
+        from studio.engine.train.options import (
+            TrainOptions,
+            free_generation_config,
+            multi_speaker_config,
+            parse_config,
+        )
 
         if not params.name or any(c in params.name for c in "/\\") or params.name.startswith("."):
             raise ValueError(f"model name {params.name!r} cannot be a file name: use letters, digits, '-' or '_'")
@@ -101,11 +122,18 @@ class TrainingController:
             data = [os.path.expanduser(params.folder)]
         else:
             data = ["<takes>"]  # replaced by the worker with the takes written to disk
+        config = parse_config(params.config)
+        if params.free:
+            config = free_generation_config(params.family, config)
+        if params.speakers:
+            if params.data != "folder":
+                raise ValueError("a multi-speaker model trains on a folder with one sub-folder per speaker, not on the open takes")
+            config, _ = multi_speaker_config(params.family, config, data[0])
         options = TrainOptions(
             family=params.family,
             data=data,
             out=params.name,
-            config=parse_config(params.config),
+            config=config,
             profile=params.profile or None,
             steps=params.steps,
             batch=params.batch or None,

@@ -127,3 +127,42 @@ def test_train_refuses_unusable_settings_with_a_message(qtbot, window, tmp_path)
     assert "no audio files" in shown.args[1]
     qtbot.waitUntil(lambda: window.training.worker is None, timeout=10000)
     assert panel.train_button.isEnabled()
+
+
+@pytest.mark.slow
+def test_train_panel_offers_free_generation_and_speakers_where_the_family_has_them(qtbot, window, tmp_path, private_dirs):
+    """Free generation (no mel) and one speaker per sub-folder, from the window: the saved model's card
+    says so; a vocoder-only family refuses free generation and disables the choice once families are known."""
+    speakers = tmp_path / "speakers"
+    make_speech_folder(speakers / "bob")
+    make_speech_folder(speakers / "alice")
+    window.train_dock.raise_()
+    qtbot.waitUntil(lambda: window.training.warm_s is not None, timeout=30000)
+    panel = window.train_panel
+    panel.family.setCurrentText("waveglow")
+    assert not panel.free.isEnabled() and not panel.speakers.isEnabled(), "WaveGlow is a vocoder with no speakers"
+    fill_panel(window, speakers, "tiny-free-speakers", steps=3)
+    assert panel.free.isEnabled() and panel.speakers.isEnabled()
+    panel.free.setChecked(True)
+    panel.speakers.setChecked(True)
+    panel.from_takes.setChecked(True)
+    assert not panel.speakers.isEnabled(), "the open takes have no speaker folders"
+    panel.from_folder.setChecked(True)
+    assert panel.speakers.isEnabled()
+    panel.train_button.click()
+    qtbot.waitUntil(lambda: window.training.worker is None, timeout=90000)
+    assert window.errors == []
+    result = window.training.last_result
+    assert result.status == "completed" and result.step == 3
+    card = json.loads((private_dirs / "models" / "tiny-free-speakers.json").read_text())["card"]
+    assert card["conditioning"] == "none" and card["config"]["n_mels"] == 0
+    assert card["config"]["n_speakers"] == 2 and card["training"]["speakers"] == ["alice", "bob"]
+
+    # a folder without speaker sub-folders: a clear message, nothing trained
+    flat = make_speech_folder(tmp_path / "flat")
+    panel.folder.setText(str(flat))
+    panel.name.setText("tiny-flat")
+    with qtbot.waitSignal(window.errorShown, timeout=10000) as shown:
+        panel.train_button.click()
+    assert "sub-folder" in shown.args[1]
+    assert window.training.worker is None and not (private_dirs / "models" / "tiny-flat.json").exists()

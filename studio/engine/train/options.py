@@ -204,3 +204,53 @@ def default_out_stem(out: str) -> Path:
     from studio.engine.catalog import user_models_dir
 
     return CheckpointPaths.of(user_models_dir() / out).stem
+
+
+def supports_free_generation(family: str) -> bool:
+    """Whether ``family`` can be trained without mel conditioning (its config accepts ``n_mels=0``)."""
+    from studio.engine.models.base import get_family
+
+    try:
+        get_family(family).config_class(n_mels=0)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def supports_speakers(family: str) -> bool:
+    """Whether ``family``'s config has a speaker embedding (``n_speakers``)."""
+    from studio.engine.models.base import get_family
+
+    return "n_speakers" in {f.name for f in dataclasses.fields(get_family(family).config_class)}
+
+
+def free_generation_config(family: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` overrides for an unconditional model (``n_mels=0``); ValueError saying why not."""
+    if not supports_free_generation(family):
+        raise ValueError(f"{family} always needs mel conditioning (it is a vocoder): it cannot learn free generation")
+    if config.get("n_mels", 0):
+        raise ValueError(f"free generation contradicts the config's n_mels={config['n_mels']}: give one or the other")
+    return {**config, "n_mels": 0}
+
+
+def multi_speaker_config(family: str, config: dict[str, Any], folder: str | os.PathLike[str]) -> tuple[dict[str, Any], list[str]]:
+    """(``config`` with ``n_speakers`` = the number of speaker sub-folders of ``folder``, their names).
+
+    The convention of ``train.data.speaker_folders``: one sub-folder of audio per speaker, sorted names
+    are the ids. ValueError when the family has no speaker embedding, the folder has fewer than two
+    speaker sub-folders, audio lies outside them, or the config says otherwise."""
+    from studio.engine.train.data import DatasetError, collect_audio_files, speaker_folders
+
+    if not supports_speakers(family):
+        raise ValueError(f"{family} has no speaker embedding: train one model per speaker instead")
+    try:
+        files = collect_audio_files([folder])
+        names, _ = speaker_folders([folder], files)
+    except DatasetError as exc:
+        raise ValueError(str(exc)) from None
+    if len(names) < 2:
+        raise ValueError(f"{folder}: found {len(names)} speaker sub-folder(s); a multi-speaker model needs one sub-folder per speaker, at least two")
+    given = config.get("n_speakers")
+    if given and given < len(names):
+        raise ValueError(f"the config's n_speakers={given} is fewer than the {len(names)} speaker folders ({', '.join(names)})")
+    return {**config, "n_speakers": given or len(names)}, names

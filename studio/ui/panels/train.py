@@ -1,5 +1,6 @@
-"""The train panel: data (a folder or the session's takes), family, feature profile, steps, batch,
-model name, optional config overrides; Train / Cancel; progress, steps/s and time left; a live plot
+"""The train panel: data (a folder or the session's takes), family, feature profile, what the model
+is conditioned on (mel = a vocoder, or free generation; optionally one speaker per sub-folder), steps,
+batch, model name, optional config overrides; Train / Cancel; progress, steps/s and time left; a live plot
 of the training loss and the held-out loss. Widgets only (GUI thread): ``TrainingController`` runs it."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -33,7 +35,9 @@ HELDOUT_COLOUR = "#ffb74a"
 @dataclass
 class TrainParams:
     """What the panel asks for. data: "folder" or "takes"; batch 0 = the family's default;
-    config: JSON text of config overrides ("" = none)."""
+    config: JSON text of config overrides ("" = none). free: no mel conditioning (the model generates
+    freely, as ``studio train --unconditional``). speakers: one speaker per sub-folder of ``folder``
+    (a multi-speaker model, ``n_speakers`` = their count)."""
 
     data: str
     folder: str
@@ -43,6 +47,8 @@ class TrainParams:
     batch: int
     name: str
     config: str
+    free: bool = False
+    speakers: bool = False
 
 
 class TrainPanel(QWidget):
@@ -68,12 +74,17 @@ class TrainPanel(QWidget):
         self.browse.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon))
         self.browse.setFixedWidth(34)
         self.browse.setToolTip("Choose the folder")
-        self.from_takes.toggled.connect(lambda on: (self.folder.setEnabled(not on), self.browse.setEnabled(not on)))
+        self._abilities = (True, True)  # (free generation, speakers) of the chosen family
+        self.from_takes.toggled.connect(self._on_source_toggled)
         self.family = QComboBox()
         self.family.addItems(families)
         self.profile = QComboBox()
         self.profile.addItems(profiles)
         self.profile.setToolTip("Feature profile (mel settings) the model is trained with")
+        self.free = QCheckBox("free generation (no mel input)")
+        self.free.setToolTip("Train a model that generates without a mel (e.g. music), instead of a vocoder")
+        self.speakers = QCheckBox("one speaker per sub-folder")
+        self.speakers.setToolTip("A multi-speaker model: each sub-folder of the data folder holds one speaker's audio")
         self.steps = QSpinBox()
         self.steps.setRange(1, 10_000_000)
         self.steps.setValue(1000)
@@ -122,6 +133,11 @@ class TrainPanel(QWidget):
         form.addRow("", folder_row)
         form.addRow("family", self.family)
         form.addRow("profile", self.profile)
+        conditioning_row = QHBoxLayout()
+        conditioning_row.addWidget(self.free)
+        conditioning_row.addWidget(self.speakers)
+        conditioning_row.addStretch(1)
+        form.addRow("input", conditioning_row)
         form.addRow("steps", self.steps)
         form.addRow("batch", self.batch)
         form.addRow("name", self.name)
@@ -143,6 +159,11 @@ class TrainPanel(QWidget):
         self.family.currentTextChanged.connect(self.familyChanged)
         self.clear_plot()
 
+    def _on_source_toggled(self, takes: bool) -> None:
+        self.folder.setEnabled(not takes)
+        self.browse.setEnabled(not takes)
+        self.speakers.setEnabled(not takes and self._abilities[1])  # takes have no speaker folders
+
     def params(self) -> TrainParams:
         return TrainParams(
             data="takes" if self.from_takes.isChecked() else "folder",
@@ -153,12 +174,22 @@ class TrainPanel(QWidget):
             batch=int(self.batch.value()),
             name=self.name.text().strip(),
             config=self.config.text().strip(),
+            free=self.free.isChecked() and self.free.isEnabled(),
+            speakers=self.speakers.isChecked() and self.speakers.isEnabled(),
         )
+
+    def set_family_abilities(self, free_generation: bool, speakers: bool) -> None:
+        """Enable the conditioning choices the chosen family supports (the controller asks the engine)."""
+        self.free.setEnabled(free_generation)
+        self.speakers.setEnabled(speakers and not self.from_takes.isChecked())
+        self._abilities = (free_generation, speakers)
 
     def save_state(self, s) -> None:
         p = self.params()
         for key in ("data", "folder", "family", "profile", "steps", "batch", "name", "config"):
             s.setValue(f"train/{key}", getattr(p, key))
+        s.setValue("train/free", self.free.isChecked())
+        s.setValue("train/speakers", self.speakers.isChecked())
 
     def restore_state(self, s) -> None:
         self.from_takes.setChecked(settings_store.read_str(s, "train/data", "folder") == "takes")
@@ -173,6 +204,8 @@ class TrainPanel(QWidget):
         self.batch.setValue(settings_store.read_int(s, "train/batch", 0))
         self.name.setText(settings_store.read_str(s, "train/name", "my-model"))
         self.config.setText(settings_store.read_str(s, "train/config", ""))
+        self.free.setChecked(settings_store.read_bool(s, "train/free", False))
+        self.speakers.setChecked(settings_store.read_bool(s, "train/speakers", False))
 
     def set_running(self, running: bool) -> None:
         self.train_button.setEnabled(not running)
@@ -180,6 +213,9 @@ class TrainPanel(QWidget):
         for widget in (self.from_folder, self.from_takes, self.family, self.profile, self.steps, self.batch,
                        self.name, self.config):
             widget.setEnabled(not running)
+        free_ok, speakers_ok = self._abilities
+        self.free.setEnabled(not running and free_ok)
+        self.speakers.setEnabled(not running and speakers_ok and not self.from_takes.isChecked())
         on_folder = not self.from_takes.isChecked()
         self.folder.setEnabled(not running and on_folder)
         self.browse.setEnabled(not running and on_folder)
