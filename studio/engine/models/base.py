@@ -17,6 +17,7 @@ token and progress callback are safe to use from another thread.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -30,6 +31,8 @@ from torch import nn
 
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.models.card import ModelCard
+
+log = logging.getLogger(__name__)
 
 
 class CancelToken:
@@ -169,6 +172,11 @@ class WaveformModel(nn.Module, ABC):
             frames = int(request.mel.shape[-1])
             default = frames * self.profile.hop_length
             n = default if request.num_samples is None else min(int(request.num_samples), default)
+            if request.num_samples is not None and int(request.num_samples) > default:
+                log.warning(
+                    "asked for %d samples but the mel's %d frames cover %d: generating %d",
+                    int(request.num_samples), frames, default, default,
+                )
         elif request.num_samples is None:
             raise ValueError("num_samples is required for unconditional generation")
         else:
@@ -210,9 +218,9 @@ class WaveformModel(nn.Module, ABC):
                     break
                 out = block.detach().float().clamp_(-1.0, 1.0).cpu().numpy().reshape(-1)[: total - done]
                 done += out.shape[0]
+                if request.progress is not None:  # before the yield: a consumer that stops after the
+                    request.progress(done, total)  # last block still sees done == total
                 yield out.astype(np.float32, copy=False)
-                if request.progress is not None:
-                    request.progress(done, total)
                 if request.cancelled:
                     return
 
