@@ -74,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too (the GPU schedules use bf16)")
     r.add_argument("--no-export", action="store_true", help="do not write the bundle into resources/models")
     r.add_argument("--export-dir", metavar="DIR", help="write the bundle here instead of resources/models")
+    r.add_argument("--export-worse", action="store_true", help="export a warm-started run even when its held-out "
+                   "loss ended worse than the shipped model's (by default it stays in runs/NAME)")
     r.add_argument("--runs-dir", metavar="DIR", help="run folders (default: <checkout>/runs)")
     r.add_argument("--eval-utterances", type=int, metavar="N", help="held-out test utterances scored (default: the recipe's)")
     r.add_argument("--record", metavar="MD", help="add the run to this Markdown file's runs table "
@@ -277,7 +279,7 @@ def run_recipes(args: argparse.Namespace) -> int:
                 data=args.data[0] if args.data else None, runs_dir=Path(args.runs_dir) if args.runs_dir else None,
                 export_dir=export_dir, export=not args.no_export, fresh=args.fresh, install=not args.no_setup,
                 batch=args.batch, eval_utterances=args.eval_utterances, record=record, seed=args.seed,
-                amp=not args.no_amp,
+                amp=not args.no_amp, export_worse=args.export_worse,
             )
             try:
                 result = run_recipe(get_recipe(name), run, progress=printer, cancel=cancel, say=print)

@@ -41,7 +41,7 @@ def row_for(result: Any, training: dict[str, Any]) -> str:
     return (
         f"| {time.strftime('%Y-%m-%d %H:%M')} | {result.recipe} | {training.get('hardware', '?')} | "
         f"{reached} ({status}) | {t.wall_s:.0f} s | {loss} | {_scores_text(result.scores)} | "
-        f"{result.started_from} |"
+        f"{result.started_from}{'; ' + result.note if getattr(result, 'note', '') else ''} |"
     )
 
 

@@ -77,6 +77,15 @@ def envelope_correlation(audio: np.ndarray, mel: np.ndarray, profile: Any) -> fl
     made = compute_mel(np.asarray(audio, dtype=np.float32), profile)
     n = min(made.shape[-1], mel.shape[-1])
     a, b = made[:, :n].reshape(-1).astype(np.float64), mel[:, :n].reshape(-1).astype(np.float64)
+    return _correlation(a, b)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two 1-D arrays; 0.0 when either is constant (e.g. a model that outputs
+    silence: no linear relation, and NaN would not survive the card's JSON)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
     return float(np.corrcoef(a, b)[0, 1])
 
 
@@ -87,7 +96,7 @@ def loudness_contour_correlation(audio: np.ndarray, mel: np.ndarray, profile: An
 
     made = compute_mel(np.asarray(audio, dtype=np.float32), profile)
     n = min(made.shape[-1], mel.shape[-1])
-    return float(np.corrcoef(made[:, :n].mean(axis=0), mel[:, :n].mean(axis=0))[0, 1])
+    return _correlation(made[:, :n].mean(axis=0), mel[:, :n].mean(axis=0))
 
 
 def score_vocoder(model: Any, data: Path, utterances: int, seed: int = 0) -> dict[str, Any]:
