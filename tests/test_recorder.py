@@ -244,3 +244,55 @@ def test_recovers_when_the_sound_server_dies_and_comes_back(tmp_path):
     assert r["error2"].startswith("AudioDeviceError") and "could not be reopened" in r["error2"], r["error2"]
     assert "saved in" in r["error2"]
     assert sf.info(path2).frames == r["frames2"] > 0
+
+
+class _StallingFile:
+    """The real SoundFile, except that one ``write`` (after ``after_frames``) blocks for ``stall_s``:
+    a disk that stalls, the one thing this test has to stand in for."""
+
+    def __init__(self, real, after_frames: int, stall_s: float) -> None:
+        self._real, self._after, self._stall_s, self._written, self.stalled = real, after_frames, stall_s, 0, False
+
+    def write(self, data) -> None:
+        if not self.stalled and self._written >= self._after:
+            self.stalled = True
+            time.sleep(self._stall_s)
+        self._real.write(data)
+        self._written += len(data)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def test_a_stalled_writer_leaves_silence_where_the_ring_overflowed(player, tmp_path, monkeypatch):
+    """The ring (0.25 s) overflows while the disk stalls for 0.8 s: the dropped frames are in the file as
+    silence at the point they were lost, so what follows keeps its wall-clock position."""
+    sr = 48000
+    path = tmp_path / "stalled.wav"
+    rec = Recorder(path, max_seconds=2.5, ring_s=0.25)
+    real_open = Recorder._open_file
+    stalling: list[_StallingFile] = []
+
+    def open_stalling(self, rate):
+        stalling.append(_StallingFile(real_open(self, rate), after_frames=int(0.5 * sr), stall_s=0.8))
+        return stalling[0]
+
+    monkeypatch.setattr(Recorder, "_open_file", open_stalling)
+    rec.start()
+    player.play_buffer(tone(1000, 3.0, sr, 0.5), sr)
+    assert rec.wait(timeout=15)
+    rec.stop()
+    assert stalling and stalling[0].stalled and rec.last_error is None
+    ring_gaps = [g for g in rec.gaps if "ring full" in g.reason]
+    assert len(ring_gaps) >= 1, rec.gaps
+    lost = sum(g.duration_s for g in ring_gaps)
+    assert 0.3 <= lost <= 0.8, f"the stall minus the ring's 0.25 s was lost, got {lost:.3f} s"
+    assert rec.dropped_frames == pytest.approx(lost * sr, abs=2) and rec.overflows == len(rec.gaps)
+    audio, got_sr = sf.read(path, dtype="float32")
+    assert got_sr == sr and audio.shape[0] == int(2.5 * sr)
+    for gap in ring_gaps:
+        a, b = int(round(gap.start_s * sr)), int(round((gap.start_s + gap.duration_s) * sr))
+        assert np.all(audio[a:b] == 0.0), "the lost span is silence"
+        before, after = audio[a - 4800 : a], audio[b : b + 4800]
+        if before.size == 4800 and after.size == 4800 and np.abs(after).max() > 0.1:
+            assert dominant_frequency(after, sr) == pytest.approx(1000, abs=5), "the tone goes on after it"

@@ -177,7 +177,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     gaps = recorder.gaps
     print(
         f"saved {path}: {recorder.frames_recorded / recorder.sample_rate:.2f} s, overflows {recorder.overflows}"
-        + (f", {len(gaps)} gap(s) of lost input written as silence" if gaps else "")
+        + (f", {len(gaps)} gap(s) of lost audio written as silence" if gaps else "")
         + ("  (stopped by Ctrl+C)" if interrupted else ""),
         flush=True,
     )

@@ -895,7 +895,7 @@ class MainWindow(QMainWindow):
         self.last_recording = take
         self.add_take(take)
         gaps = finished.gaps
-        lost = f"; {len(gaps)} gap(s) where the input was lost are silence" if gaps else ""
+        lost = f"; {len(gaps)} gap(s) where audio was lost are silence" if gaps else ""
         self.statusBar().showMessage(f"Recorded {take.track.duration_s:.2f} s to {finished.path}{lost}", 5000)
 
     # ------------------------------------------------------------------------------- the 30 Hz poll

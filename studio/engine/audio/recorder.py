@@ -39,10 +39,17 @@ Each such span is listed in ``gaps`` (``RecordingGap``: where in the file, how l
 the streams' ADC timestamps (``inputBufferAdcTime``: end of the old stream's last block to the start
 of the new stream's first one), falling back to ``time.monotonic`` at the callbacks when the host
 API gives no usable timestamps.
+
+The same holds when the writer falls behind (a stalled disk) and the ring fills: the callback notes
+where in the stream it had to drop frames and how many, and the writer puts that many frames of
+silence at that point of the file (a ``RecordingGap`` with reason ``RING_FULL``), so what follows
+stays at its wall-clock position. Each such episode (however many blocks it drops) counts once in
+``overflows`` and its frames in ``dropped_frames``.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
@@ -79,9 +86,13 @@ DEFAULT_HEADER_INTERVAL_S = 0.1
 DEFAULT_SYNC_INTERVAL_S = 5.0
 
 
+RING_FULL = "the writer fell behind (ring full)"
+
+
 @dataclass(frozen=True)
 class RecordingGap:
-    """A span the input device lost and the file holds as silence (see the module doc).
+    """A span lost to the recording (the input stream was reopened, or the ring was full while the
+    writer fell behind) that the file holds as silence (see the module doc).
 
     ``start_s``: where the silence begins in the file, seconds. ``duration_s``: its length, seconds.
     ``reason``: what happened to the stream, for logs and status lines.
@@ -192,7 +203,12 @@ class Recorder:
         self._device_overflows = 0
         self._callbacks = 0
         self._gaps: list[RecordingGap] = []
-        self._gap_frames = 0
+        self._gap_frames = 0  # frames of reopen gaps (ring drops are in _dropped_frames)
+        self._reopen_gaps = 0
+        # (ring position, frames) of every ring-full drop: appended by the callback after the frames
+        # before it are in the ring, consumed by the writer, which writes that much silence there
+        self._ring_drops: collections.deque[tuple[int, int]] = collections.deque()
+        self._ring_full = False  # the callback's last block did not fit (an overflow episode goes on)
         # Written by the callback, read by the writer: the last block's ADC time (s, PortAudio's clock),
         # length (frames) and arrival (time.monotonic); the first block of a reopened stream likewise.
         self._last_block: tuple[float, int, float] | None = None
@@ -315,17 +331,17 @@ class Recorder:
     def overflows(self) -> int:
         """Times audio was lost: the ring was full, PortAudio's input_overflow flags, and gaps (the
         stream died and was reopened)."""
-        return self._ring_overflows + self._device_overflows + len(self._gaps)
+        return self._ring_overflows + self._device_overflows + self._reopen_gaps
 
     @property
     def dropped_frames(self) -> int:
-        """Frames lost: the ring was full (the writer fell behind; not in the file), plus the frames of
-        every gap (the stream was reopened; in the file as silence)."""
+        """Frames lost: the ring was full (the writer fell behind) or the stream was reopened; every one
+        of them is in the file as silence."""
         return self._dropped_frames + self._gap_frames
 
     @property
     def gaps(self) -> tuple[RecordingGap, ...]:
-        """Spans the device lost while the stream was reopened, held as silence in the file."""
+        """Spans lost (the stream was reopened, or the ring was full), held as silence in the file."""
         return tuple(self._gaps)
 
     @property
@@ -366,10 +382,16 @@ class Recorder:
         if self._awaiting_first_block:
             self._first_block = block
             self._awaiting_first_block = False
-        n = self._ring.write(indata)
+        ring = self._ring
+        n = ring.write(indata)
         if n < frames:
-            self._ring_overflows += 1
+            if not self._ring_full:  # one overflow per episode, however many blocks it drops
+                self._ring_overflows += 1
+                self._ring_full = True
             self._dropped_frames += frames - n
+            self._ring_drops.append((ring.write_pos, frames - n))  # after the write: the writer sees it in time
+        else:
+            self._ring_full = False
         self._last_block = block
         self._callbacks += 1
 
@@ -514,19 +536,25 @@ class Recorder:
                 if -0.05 <= adc_gap <= wall_gap + 1.0:  # same clock, no jump: trust it
                     gap_s = adc_gap
         frames = max(int(round(gap_s * rate)), 0)
-        if self._max_frames is not None:
-            frames = min(frames, max(self._max_frames - self._frames_written, 0))
-        start_s = self._frames_written / rate
-        self._write_silence(frames)
-        gap = RecordingGap(start_s, frames / rate, reason)
-        self._gaps.append(gap)
-        self._gap_frames += frames
+        gap, written = self._silence_gap(frames, reason)
+        self._gap_frames += written
+        self._reopen_gaps += 1
         log.warning(
             "the input stream was reopened after %.2f s; %.3f s of lost audio written as silence at %.2f s",
             time.monotonic() - lost_at,
             gap.duration_s,
-            start_s,
+            gap.start_s,
         )
+
+    def _silence_gap(self, frames: int, reason: str) -> tuple[RecordingGap, int]:
+        """Write ``frames`` of silence here (up to ``max_seconds``) and list it as a gap; returns the
+        gap and the frames written."""
+        if self._max_frames is not None:
+            frames = min(frames, max(self._max_frames - self._frames_written, 0))
+        gap = RecordingGap(self._frames_written / self.sample_rate, frames / self.sample_rate, reason)
+        self._write_silence(frames)
+        self._gaps.append(gap)
+        return gap, frames
 
     def _write_silence(self, frames: int) -> None:
         block = np.zeros((min(frames, 65536), self.channels), dtype=np.float32)
@@ -540,19 +568,36 @@ class Recorder:
         self._frames_written += frames
 
     def _drain(self) -> int:
+        """Write what the ring holds, with silence where the callback had to drop frames; returns the
+        frames written (audio and silence)."""
         ring = self._ring
-        n = ring.readable()
-        if self._max_frames is not None:
-            n = min(n, self._max_frames - self._frames_written)
-        if n <= 0:
-            return 0
-        view = ring.peek(n)
-        self._file.write(view)
-        self._history.append(view)
-        self._meter.update(view)
-        ring.advance(n)
-        self._frames_written += n
-        return n
+        drops = self._ring_drops
+        wrote = 0
+        while True:
+            end = ring.read_pos + ring.readable()  # first: every drop below ``end`` is already noted
+            if drops and drops[0][0] <= ring.read_pos:
+                at, lost = drops.popleft()
+                while drops and drops[0][0] == at:  # every block dropped while the ring stayed full
+                    lost += drops.popleft()[1]
+                gap, written = self._silence_gap(lost, RING_FULL)
+                wrote += written
+                log.warning("the writer fell behind: %.3f s lost at %.2f s, written as silence", lost / self.sample_rate, gap.start_s)
+                continue
+            if drops and drops[0][0] < end:
+                end = drops[0][0]
+            n = end - ring.read_pos
+            if self._max_frames is not None:
+                n = min(n, self._max_frames - self._frames_written)
+            if n <= 0:
+                return wrote
+            view = ring.peek(n)
+            n = view.shape[0]
+            self._file.write(view)
+            self._history.append(view)
+            self._meter.update(view)
+            ring.advance(n)
+            self._frames_written += n
+            wrote += n
 
     def _close_stream(self, abort: bool = False) -> None:
         """Close the input stream; ``abort`` for a dead or stalled one (nothing left to wait for)."""

@@ -92,8 +92,9 @@ class RecordPanel(QWidget):
         self.level_text.setText(f"peak {peak_db:6.1f}  rms {rms_db:6.1f}  hold {hold_db:6.1f} dBFS{clip}")
 
     def show_status(self, elapsed_s: float, overflows: int, gaps: Sequence[Any] = ()) -> None:
-        """Elapsed time, overflow count and ``gaps`` (the recorder's ``RecordingGap``s: spans the input
-        stream lost and the file holds as silence; each also counts once in ``overflows``)."""
+        """Elapsed time, overflow count and ``gaps`` (the recorder's ``RecordingGap``s: spans lost while
+        the input stream was reopened or the writer fell behind, held as silence in the file; each also
+        counts once in ``overflows``)."""
         self.elapsed.setText(format_time(elapsed_s))
         text = f"overflows {overflows}   gaps {len(gaps)}"
         if self.overflows.text() == text:
@@ -105,7 +106,7 @@ class RecordPanel(QWidget):
                 f"at {format_time(g.start_s)}: {g.duration_s:.2f} s of silence ({g.reason})"
                 for g in list(gaps)[-GAPS_IN_TOOLTIP:]
             )
-            tip += f".\nGaps (the input stream died and was reopened; silence in the file):\n{listed}"
+            tip += f".\nGaps (the input stream was reopened, or the disk fell behind; silence in the file):\n{listed}"
         self.overflows.setToolTip(tip)
 
     def show_recent(self, samples: np.ndarray, sample_rate: int) -> None:
