@@ -6,7 +6,9 @@
 HELD_OUT is a prepared set (``studio data prepare festvox-ru --out DIR``: its ``test`` split), a folder
 of audio files or one file. Every utterance's mel (the model's feature profile) goes through the model's
 ``stream`` and through Griffin-Lim (32 iterations) in the same run; both are scored at 16 kHz against
-the original. The table of per-system means goes to stdout (``--json``: the whole run as JSON).
+the original. When the ``reference`` extra is installed, the pretrained HiFi-GAN universal vocoder
+(DATA.md's yardstick) resynthesises the same recordings from its own 22.05 kHz mel as a third system.
+The table of per-system means goes to stdout (``--json``: the whole run as JSON).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gl-iterations", type=int, default=32, metavar="N", help="Griffin-Lim iterations (default 32)")
     p.add_argument("--no-griffin-lim", action="store_true", help="score the model only")
     p.add_argument("--no-original", action="store_true", help="leave out the row that scores the original itself")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the pretrained HiFi-GAN reference (scored by default when pip install -e .[reference] put it here)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the model and of Griffin-Lim's phase")
     p.add_argument("--sigma", type=float, help="latent standard deviation of flow models (default: the model's)")
     p.add_argument("--temperature", type=float, help="sampling temperature of autoregressive models")
@@ -88,6 +92,14 @@ def run_eval(args: argparse.Namespace) -> int:
         profile = model.profile
     if not args.no_griffin_lim:
         vocoders.append(copysynth.GriffinLimVocoder(profile, n_iter=args.gl_iterations, device=device, seed=args.seed))
+    if not args.no_reference:
+        from studio.engine.evaluation import hifigan
+
+        if hifigan.is_available():
+            try:
+                vocoders.append(hifigan.HiFiGANVocoder(device=device))
+            except hifigan.ReferenceUnavailable as exc:
+                print(f"studio eval: the HiFi-GAN reference is left out: {exc}", file=sys.stderr)
 
     try:
         utterances = copysynth.find_audio(args.data, split=args.split)
@@ -104,14 +116,14 @@ def run_eval(args: argparse.Namespace) -> int:
         )
     except AudioFileError as exc:
         raise CliError(str(exc)) from None
-    result.settings = {
+    result.settings.update({
         "model": args.model,
         "data": str(args.data),
         "split": args.split,
         "gl_iterations": None if args.no_griffin_lim else args.gl_iterations,
         "seed": args.seed,
         "device": device,
-    }
+    })
     if args.json:
         json.dump(report.to_json(result), sys.stdout, indent=1, ensure_ascii=False)
         sys.stdout.write("\n")

@@ -3,7 +3,8 @@
 For each utterance: load it at the profile's sample rate, make its mel with the shared front end
 (``features.compute_mel``), hand the same mel to every system (a neural model through its ``stream``
 interface, and Griffin-Lim with 32 iterations), resample the original and each resynthesis to 16 kHz
-and score them with the chosen metrics. The original itself can be scored as a row too (PESQ 4.64,
+and score them with the chosen metrics. A reference vocoder with a profile of its own (the pretrained
+HiFi-GAN, ``evaluation.hifigan``) gets that profile's mel of the same recording. The original itself can be scored as a row too (PESQ 4.64,
 MCD 0: a check of the metrics, and the DNSMOS of the recordings as an anchor).
 
 Runs in the caller's thread; torch work on ``device``.
@@ -165,52 +166,61 @@ def copy_synthesis(
 ) -> EvalResult:
     """Run copy synthesis of ``utterances`` through every vocoder and score each at 16 kHz.
 
-    All vocoders must share one feature profile (Griffin-Lim takes the model's). ``write_dir``: also
-    save each resynthesis there as ``<system>/<utterance>.wav`` at the profile's rate.
+    Each vocoder gets the mel of its own feature profile (a reference vocoder may use another one than
+    the model; Griffin-Lim takes the model's), and its output is scored against the original as loaded
+    at that profile's rate and trimmed to its frames; the ``original`` row uses the first profile.
+    ``write_dir``: also save each resynthesis there as ``<system>/<utterance>.wav`` at its rate.
     ``progress(system, utterance, scores)`` is called after each scored pair.
     Raises ``MissingExtraError`` up front when a chosen metric's package is missing.
     """
     if not vocoders and not include_original:
         raise ValueError("nothing to evaluate: give at least one system")
-    profiles = {v.profile for v in vocoders}
-    if len(profiles) > 1:
-        raise ValueError(f"all systems must share one feature profile, got {sorted(p.name for p in profiles)}")
-    profile = next(iter(profiles)) if profiles else get_profile("waveglow")
+    profiles: list[FeatureProfile] = []
+    for v in vocoders:
+        if v.profile not in profiles:
+            profiles.append(v.profile)
+    if not profiles:
+        profiles = [get_profile("waveglow")]
     metric_names = list(metric_names)
     scoring.check_available(metric_names)
     systems = ([ORIGINAL] if include_original else []) + [v.name for v in vocoders]
     if len(set(systems)) != len(systems):
         raise ValueError(f"system names must differ, got {systems}")
-    result = EvalResult(systems=systems, metrics=metric_names, profile=profile)
-    sr = profile.sample_rate
+    result = EvalResult(systems=systems, metrics=metric_names, profile=profiles[0])
+    if len(profiles) > 1:
+        result.settings["profiles"] = {v.name: v.profile.name for v in vocoders}
     for name, path in utterances:
-        audio, _ = files.load(path, sample_rate=sr, mono=True)
-        mel = compute_mel(audio, profile)
-        reference = audio[: mel.shape[-1] * profile.hop_length]
-        seconds = reference.size / sr
-        ref16 = _to_scoring_rate(reference, sr)
         result.utterances.append(name)
-        outputs: list[tuple[str, np.ndarray, float]] = []
-        if include_original:
-            outputs.append((ORIGINAL, reference, 0.0))
-        for vocoder in vocoders:
-            start = time.perf_counter()
-            made = vocoder.synthesise(mel)
-            outputs.append((vocoder.name, made, time.perf_counter() - start))
-        for system, made, took in outputs:
-            made = np.asarray(made, dtype=np.float32).reshape(-1)[: reference.size]
-            if made.size < reference.size:
-                log.warning("%s made %d of %d samples for %s; padding with silence", system, made.size, reference.size, name)
-                made = np.pad(made, (0, reference.size - made.size))
-            if write_dir is not None and system != ORIGINAL:
-                folder = Path(write_dir) / system.replace(":", "_").replace(os.sep, "_")
-                folder.mkdir(parents=True, exist_ok=True)
-                files.save(folder / f"{name}.wav", made, sr)
-            scores = scoring.score_pair(ref16, _to_scoring_rate(made, sr), SCORING_RATE, metric_names)
-            result.per_utterance.append(UtteranceScores(system, name, seconds, took, scores))
-            log.info("%s %s: %s", system, name, ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-            if progress is not None:
-                progress(system, name, scores)
+        for index, profile in enumerate(profiles):
+            sr = profile.sample_rate
+            audio, _ = files.load(path, sample_rate=sr, mono=True)
+            mel = compute_mel(audio, profile)
+            reference = audio[: mel.shape[-1] * profile.hop_length]
+            seconds = reference.size / sr
+            ref16 = _to_scoring_rate(reference, sr)
+            outputs: list[tuple[str, np.ndarray, float]] = []
+            if include_original and index == 0:
+                outputs.append((ORIGINAL, reference, 0.0))
+            for vocoder in vocoders:
+                if vocoder.profile != profile:
+                    continue
+                start = time.perf_counter()
+                made = vocoder.synthesise(mel)
+                outputs.append((vocoder.name, made, time.perf_counter() - start))
+            for system, made, took in outputs:
+                made = np.asarray(made, dtype=np.float32).reshape(-1)[: reference.size]
+                if made.size < reference.size:
+                    log.warning("%s made %d of %d samples for %s; padding with silence", system, made.size, reference.size, name)
+                    made = np.pad(made, (0, reference.size - made.size))
+                if write_dir is not None and system != ORIGINAL:
+                    folder = Path(write_dir) / system.replace(":", "_").replace(os.sep, "_")
+                    folder.mkdir(parents=True, exist_ok=True)
+                    files.save(folder / f"{name}.wav", made, sr)
+                scores = scoring.score_pair(ref16, _to_scoring_rate(made, sr), SCORING_RATE, metric_names)
+                result.per_utterance.append(UtteranceScores(system, name, seconds, took, scores))
+                log.info("%s %s: %s", system, name, ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+                if progress is not None:
+                    progress(system, name, scores)
     if not result.utterances:
         raise ValueError("no utterances to evaluate")
     return result

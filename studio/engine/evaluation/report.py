@@ -38,6 +38,9 @@ def format_table(result: EvalResult) -> str:
         f"{len(result.utterances)} utterances, {seconds:.1f} s, profile '{result.profile.name}' "
         f"({result.profile.sample_rate} Hz), scored at {SCORING_RATE} Hz; synth ×RT = synthesis time / audio time"
     )
+    others = {k: v for k, v in result.settings.get("profiles", {}).items() if v != result.profile.name}
+    if others:
+        lines.append("own feature profiles (the same recordings, their own mel): " + ", ".join(f"{k} '{v}'" for k, v in others.items()))
     return "\n".join(lines)
 
 
