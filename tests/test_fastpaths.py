@@ -358,6 +358,138 @@ def test_native_loop_falls_back_when_the_build_fails_and_reuses_its_cache(tmp_pa
     assert wn_native.native_library() is None
 
 
+# -- the native folded WaveNet loop ----------------------------------------------------------------------
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_native_folded_logits_equal_the_full_network(kernel_size):
+    lib = wn_native.native_library()
+    if lib is None:
+        pytest.skip("native loop unavailable (no compiler)")
+    model = native_wavenet(kernel_size=kernel_size)
+    batch, length = 11, 150  # 11 folds: a full 8-row block plus a remainder; 72 skip channels: every column tail
+    x = torch.randint(0, 256, (batch, length), generator=torch.Generator().manual_seed(2))
+    speaker = torch.tensor([i % 2 for i in range(batch)])
+    with torch.no_grad():
+        cond = torch.cat([model.upsample(mel(3, seed=i))[..., :length] for i in range(batch)])  # [B, Cc, T]
+        full = model(x, cond, speaker)  # [B, C, T]
+    rows = cond.permute(2, 0, 1).contiguous()  # [T, B, Cc]
+    inputs = x.t().contiguous()
+    for threads in (1, 2, 3):
+        stepper = wn_native.NativeFoldedWaveNet(model, lib, batch, speaker, threads=threads)
+        with torch.inference_mode():  # in two calls: the rings carry the past across calls
+            got = torch.cat([stepper.logits(inputs[:61], rows[:61]), stepper.logits(inputs[61:], rows[61:])])
+        assert full.abs().max() > 0.1
+        torch.testing.assert_close(got.permute(1, 2, 0), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("conditioned", [True, False])
+def test_native_folded_generation_equals_the_torch_folded_steps(conditioned, monkeypatch):
+    if wn_native.native_library() is None:
+        pytest.skip("native loop unavailable (no compiler)")
+    calls = {True: 0}
+    run = wn_native.NativeFoldedWaveNet.run
+
+    def counted(self, *args, **kwargs):
+        calls[True] += 1
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(wn_native.NativeFoldedWaveNet, "run", counted)
+    model = native_wavenet() if conditioned else native_wavenet(n_mels=0)
+    taps = {True: [], False: []}
+    # 40 frames x 64 = 2560 samples in 5 folds of 600 steps: every fold crosses a noise block (512)
+    options = {"folded": True, "fold_length": 500, "fold_overlap": 100, "speaker": 1, "distribution_stride": 7}
+    for temperature in (0.9, 0.0):
+        made = {}
+        for native in (True, False):
+            request = GenerateRequest(
+                mel=mel(40).numpy()[0] if conditioned else None, num_samples=None if conditioned else 2560, seed=4,
+                temperature=temperature, block_size=128,
+                options={**options, "native": native, "threads": 2 if native else 1,
+                         "on_distribution": lambda start, probs, native=native: taps[native].append((start, probs))},
+            )
+            before = calls[True]
+            blocks = list(model.stream(request))
+            assert (calls[True] > before) == native  # the C loop runs exactly when asked for
+            assert len(blocks) > 4  # fold 0 streams while the batch runs
+            made[native] = np.concatenate(blocks)
+        assert made[True].shape == (2560,) and np.abs(made[True]).max() > 0
+        np.testing.assert_array_equal(made[True], made[False])
+    # fold 0's distributions, cut into callbacks where each path yields its blocks
+    for native in (True, False):
+        assert taps[native][0][0] == 0 and all(len(probs) for _, probs in taps[native])
+    got, want = (np.concatenate([probs for _, probs in taps[native]]) for native in (True, False))
+    assert got.shape == want.shape and got.shape[0] == 2 * len(range(0, 500 + 50, 7))  # both temperatures
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="threads"):
+        model.generate(GenerateRequest(mel=mel(40).numpy()[0] if conditioned else None, num_samples=2560,
+                                       options={"folded": True, "threads": 0}))
+    # one fold is one stream: the plain computation (the whole network per sample), same seed, same samples
+    short = GenerateRequest(mel=mel(3).numpy()[0] if conditioned else None, num_samples=None if conditioned else 192,
+                            seed=7, temperature=0.9, options={"speaker": 1})
+    one_fold = {"folded": True, "fold_length": 100, "fold_overlap": 100, "speaker": 1}
+    before = calls[True]
+    folded = model.generate(GenerateRequest(**{**short.__dict__, "options": one_fold}))
+    assert calls[True] > before and folded.shape == (192,)
+    np.testing.assert_array_equal(folded, model.generate_plain(short))
+
+
+def test_native_folded_aims_for_folds_per_worker_thread(monkeypatch):
+    if wn_native.native_library() is None:
+        pytest.skip("native loop unavailable (no compiler)")
+    assert 1 <= wn_native.default_fold_threads() <= max(1, torch.get_num_threads())
+    made = []
+    init = wn_native.NativeFoldedWaveNet.__init__
+
+    def recorded(self, model, lib, batch, speaker=None, threads=None, should_stop=None):
+        init(self, model, lib, batch, speaker, threads, should_stop)
+        made.append((batch, self.threads))
+
+    monkeypatch.setattr(wn_native.NativeFoldedWaveNet, "__init__", recorded)
+    model = native_wavenet(layers=3)
+    frames = 400  # 25600 samples at hop 64: long enough for every fold count below
+    total, overlap = frames * 64, model.receptive_field + wn_fold.FOLD_CROSSFADE
+    monkeypatch.setattr(wn_native, "default_fold_threads", lambda: 1)
+    for options in ({}, {"threads": 2}, {"threads": 3, "fold_batch": 5}):
+        request = GenerateRequest(mel=mel(frames).numpy()[0], seed=1, options={"folded": True, **options})
+        assert model.generate(request).shape == (total,)
+        threads = options.get("threads", 1)
+        aim = options.get("fold_batch", wn_fold.NATIVE_FOLDS_PER_THREAD * threads)
+        count = wn_fold.fold_count(total, wn_fold.default_fold_length(total, overlap, aim), overlap)
+        assert made[-1] == (count, threads) and count == aim
+
+
+def test_a_cached_native_library_that_does_not_load_is_rebuilt_once(tmp_path, monkeypatch, caplog):
+    from studio.engine.models import native_build
+
+    if native_build.find_compiler() is None:
+        pytest.skip("no C compiler on this machine")
+    monkeypatch.setenv("WAVEFORM_STUDIO_CACHE", str(tmp_path / "first"))
+    monkeypatch.setattr(wn_native, "_state", {})
+    target = native_build.cached_library_path(wn_native.SOURCE)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"half a library: the disk was full")
+    with caplog.at_level("WARNING"):
+        assert wn_native.native_library() is not None
+    assert "does not load" in caplog.text and "rebuilding it" in caplog.text
+    assert target.read_bytes()[:4] == b"\x7fELF"
+    # a compiler whose output never loads: rebuilt once, then a clear warning and the torch steps
+    fake = tmp_path / "broken-cc"
+    fake.write_text('#!/bin/sh\nwhile [ "$1" != "-o" ]; do shift; done\necho junk > "$2"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("WAVEFORM_STUDIO_CACHE", str(tmp_path / "second"))
+    monkeypatch.setenv("CC", str(fake))
+    monkeypatch.setattr(wn_native, "_state", {})
+    broken = native_build.cached_library_path(wn_native.SOURCE)
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"junk")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert wn_native.native_library() is None
+    assert caplog.text.count("rebuilding it") == 1
+    assert f"{broken} was just built with {fake} but does not load" in caplog.text
+    assert "STUDIO_NO_NATIVE=1" in caplog.text
+    monkeypatch.setattr(wn_native, "_state", {})
+
+
 # -- the native WaveRNN step loop ---------------------------------------------------------------------------
 def rnn_native_or_skip():
     from studio.engine.models import wavernn_native as rnn_native

@@ -100,7 +100,8 @@ def cases_for(model: WaveformModel) -> list[Case]:
         ]
         if supports_option(model, "folded"):
             cases.append(
-                Case(family, "folded", "about 32 overlapping segments as one batch", {"folded": True}, AUTOREGRESSIVE_BLOCK)
+                Case(family, "folded", "overlapping segments as one batch (native: ~8 per worker thread)",
+                     {"folded": True}, AUTOREGRESSIVE_BLOCK)
             )
         return cases
     if family == "wavernn":

@@ -159,13 +159,30 @@ def _kilohertz(samples: int, wall: float) -> float:
     return samples / wall / 1000.0 if wall > 0 else float("inf")
 
 
+def _native_wavenet(device: str) -> bool:
+    """Whether WaveNet's native (C) step loops run here (CPU, built or buildable, not switched off)."""
+    if not device.startswith("cpu"):
+        return False
+    from studio.engine.models.wavenet_native import native_library
+
+    return native_library() is not None
+
+
 def run_fast(model: WaveformModel, case: bench_cases.Case, mel: np.ndarray, num_samples: int,
              options: BenchOptions) -> RunResult:
     """A cold first block (then stopped), and a measured full stream of ``num_samples``."""
     device = options.device
     extra: dict[str, Any] = {}
     threads = torch.get_num_threads()
-    if model.family == "waveglow" and bench_cases.supports_option(model, "threads"):
+    if model.family == "wavenet" and case.options.get("folded") and _native_wavenet(device):
+        # the native folded loop's worker threads: --threads N when given, else its own load-aware choice
+        from studio.engine.models.wavenet_native import default_fold_threads
+
+        if options.threads is not None:
+            extra["threads"] = options.threads
+        else:
+            threads = default_fold_threads()
+    elif model.family == "waveglow" and bench_cases.supports_option(model, "threads"):
         # WaveGlow picks its own thread count per chunk ("auto") unless --threads names one
         if options.threads is not None:
             extra["threads"] = options.threads

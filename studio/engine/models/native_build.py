@@ -12,6 +12,7 @@ Threads: ``load_library`` may compile (seconds); callers hold their own lock and
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 ENV_DISABLE = "STUDIO_NO_NATIVE"
 """Set to anything but "" / "0" to never build or use the native step loops."""
-CFLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-std=gnu11")
+CFLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-std=gnu11", "-pthread")
 BUILD_TIMEOUT_S = 120.0
 
 
@@ -78,22 +79,48 @@ def build(compiler: str, source: Path, target: Path, label: str) -> Path:
     return target
 
 
+def _open(target: Path, configure: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(target))
+    configure(lib)
+    return lib
+
+
 def load_library(label: str, source: Path, configure: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL | None:
     """Build (if needed) and load the library for ``source``; ``configure`` declares its functions'
-    argument and result types. None, logged, when switched off, without a compiler or when it fails."""
+    argument and result types. None, logged, when switched off, without a compiler or when it fails.
+
+    A cached library that does not load (truncated by a full disk, built by another compiler, missing a
+    symbol of the current source) is deleted and rebuilt once; if the rebuilt one does not load either,
+    the warning names the file and the way out (``STUDIO_NO_NATIVE=1``)."""
     if native_disabled():
         log.info("native %s step loop switched off (%s=%s): using the torch step loop",
                  label, ENV_DISABLE, os.environ.get(ENV_DISABLE))
         return None
     target = cached_library_path(source)
-    compiler = None if target.exists() else find_compiler()
-    if compiler is None and not target.exists():
-        log.warning("no C compiler found (cc/gcc/clang): %s uses the slower torch step loop", label)
+    stale = None
+    if target.exists():
+        try:
+            return _open(target, configure)
+        except (OSError, AttributeError) as exc:
+            stale = exc
+            log.warning("cached native %s step loop %s does not load (%s): rebuilding it", label, target, exc)
+            with contextlib.suppress(OSError):
+                target.unlink()
+    compiler = find_compiler()
+    if compiler is None:
+        why = f"the cached library did not load ({stale}) and " if stale else ""
+        log.warning("%sno C compiler found (cc/gcc/clang): %s uses the slower torch step loop", why, label)
         return None
     try:
-        lib = ctypes.CDLL(str(target if compiler is None else build(compiler, source, target, label)))
-        configure(lib)
-    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
+        built = build(compiler, source, target, label)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         log.warning("native %s step loop unavailable (%s): using the torch step loop", label, exc)
         return None
-    return lib
+    try:
+        return _open(built, configure)
+    except (OSError, AttributeError) as exc:
+        log.warning(
+            "native %s step loop unavailable: %s was just built with %s but does not load (%s); using the torch "
+            "step loop (check the compiler, or set %s=1 to skip the build)", label, built, compiler, exc, ENV_DISABLE,
+        )
+        return None

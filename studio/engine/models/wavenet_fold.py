@@ -12,16 +12,25 @@ All segments advance one sample per step, so a step costs about one batched step
 instead of ``count`` steps. Segment 0 is final up to ``L + W`` and is streamed as it is made; the rest
 is joined when all steps are done.
 
+Steppers: on CPU float32 weights the native folded loop (``wavenet_native.NativeFoldedWaveNet``: the
+conditioning projection inside its products, the folds split among ``options['threads']`` worker
+threads, default ``wavenet_native.default_fold_threads()``, about ``NATIVE_FOLDS_PER_THREAD`` folds per
+worker when ``fold_length``/``fold_batch`` are not given); otherwise, or with ``options['native'] =
+False`` or without a C compiler, the torch ``IncrementalWaveNet`` batch (``threads`` = intra-op threads,
+default 1, about ``DEFAULT_FOLD_BATCH`` folds). Both compute the same samples (``tests/test_fastpaths.py``).
+
 Distribution view (``options['on_distribution']``, see ``distribution``): rows of segment 0's stream
 for the samples it alone decides (``[0, L + W)``), handed over with the blocks streamed while stepping
 (the last of them with the first joined block); the other joined blocks come without rows.
 
-Threads: runs on the generating thread; checks the cancel token every few samples.
+Threads: runs on the generating thread (the native loop's workers only within each call); checks the
+cancel token every step (torch) or between native calls sized to 2-10 ms (``NATIVE_RUN_SECONDS``).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -38,7 +47,16 @@ FOLD_CROSSFADE = 256
 DEFAULT_FOLD_LENGTH = 8000
 """Longest default segment (samples); shorter when that gives fewer than ``DEFAULT_FOLD_BATCH`` folds."""
 DEFAULT_FOLD_BATCH = 32
-"""Folds to aim for when ``fold_length`` is not given (see ``default_fold_length``)."""
+"""Folds to aim for when ``fold_length`` is not given (see ``default_fold_length``), torch steps."""
+NATIVE_FOLDS_PER_THREAD = 8
+"""Folds to aim for per worker thread of the native folded loop (``wavenet_native.NativeFoldedWaveNet``).
+Measured at reference size (CPU time of one thread, load ~5): 105 / 153 / 170-189 / 172 / 178-191 GFLOP/s
+for 4 / 6 / 8 / 12 / 16 folds per thread. Fewer, longer folds waste less on warm-ups (each fold throws its
+first ``overlap - crossfade`` samples away), so about 8 per thread gives the least work per output sample
+(2 s at reference size, one thread: 8 folds of 6179 steps cost ~0.9x the time of 12 or 16 folds)."""
+NATIVE_RUN_SECONDS = (0.002, 0.01)
+"""Wall time one call of the native folded loop aims for (between two looks at the cancel flag): the steps
+per call double below the first bound and halve above the second."""
 
 
 def default_fold_length(total: int, overlap: int, batch: int = DEFAULT_FOLD_BATCH) -> int:
@@ -134,10 +152,12 @@ def generate_folded(
 
     cfg = model.config
     overlap = int(request.options.get("fold_overlap", model.receptive_field + FOLD_CROSSFADE))
+    native_lib = _native_library_for(model, request)
     if "fold_length" in request.options:
         length = int(request.options["fold_length"])
     else:
-        batch = int(request.options.get("fold_batch", DEFAULT_FOLD_BATCH))
+        default_batch = DEFAULT_FOLD_BATCH if native_lib is None else NATIVE_FOLDS_PER_THREAD * _fold_threads(request)
+        batch = int(request.options.get("fold_batch", default_batch))
         if batch < 1:
             raise ValueError(f"fold_batch must be >= 1, got {batch}")
         length = default_fold_length(num_samples, overlap, batch)
@@ -148,6 +168,12 @@ def generate_folded(
     valid = num_samples if mel is None else mel.shape[-1] * model.profile.hop_length
     block = max(1, int(request.block_size))
     device = model.embed.weight.device
+    if native_lib is not None:
+        yield from _native_folded(
+            model, request, mel, num_samples, generator, noise_stream, chunk_values, native_lib,
+            (length, overlap, count, seg_len, starts, final0, valid, block),
+        )
+        return
     # setup under the stepping thread count too: with two threads on a loaded machine, packing the
     # weights of a large batch took seconds (OpenMP barriers), all of it before the first cancel look
     with torch.inference_mode(), intra_op_threads(request.options.get("threads", 1)):
@@ -202,6 +228,11 @@ def generate_folded(
             yield piece
         if request.cancelled:
             return
+    yield from _joined(model, request, classes, num_samples, length, overlap, sent, block, tap)
+
+
+def _joined(model, request, classes, num_samples, length, overlap, sent, block, tap) -> Iterator[torch.Tensor]:
+    """The joined audio after the last step, from sample ``sent`` on, in ``block``-sized pieces."""
     with torch.inference_mode():
         audio = join_segments(model.decode(classes[1:].t()), num_samples, length, overlap)
     if tap is not None:  # rows of segment 0's last own samples go with the first joined block
@@ -210,3 +241,89 @@ def generate_folded(
         yield audio[lo : lo + block]
         if request.cancelled:
             return
+
+
+def _native_library_for(model: WaveNet, request: GenerateRequest):
+    """The native step library when this request may use it (CPU float32 weights, ``options['native']``
+    not False, built or buildable), else None (the torch steps)."""
+    weight = model.embed.weight
+    if not request.options.get("native", True) or weight.device.type != "cpu" or weight.dtype != torch.float32:
+        return None
+    from studio.engine.models.wavenet_native import native_library
+
+    return native_library()
+
+
+def _fold_threads(request: GenerateRequest) -> int:
+    """Worker threads of the native folded loop: ``options['threads']``, else
+    ``wavenet_native.default_fold_threads()``."""
+    from studio.engine.models.wavenet_native import default_fold_threads
+
+    threads = request.options.get("threads")
+    if threads is None:
+        return default_fold_threads()
+    if int(threads) < 1:
+        raise ValueError(f"options['threads'] must be >= 1, got {threads}")
+    return int(threads)
+
+
+def _native_folded(model, request, mel, num_samples, generator, noise_stream, chunk_values, lib, layout):
+    """``generate_folded`` on the native folded loop: the same samples as the torch steps (to float32
+    rounding of the logits), with the conditioning projection inside the C products and the folds shared
+    out among ``options['threads']`` worker threads (default ``wavenet_native.default_fold_threads``)."""
+    from studio.engine.models.wavenet_native import NativeFoldedWaveNet
+
+    length, overlap, count, seg_len, starts, final0, valid, block = layout
+    cfg = model.config
+    device = model.embed.weight.device
+    threads = _fold_threads(request)
+    with torch.inference_mode(), intra_op_threads(1):
+        speaker = model._speaker_tensor(request, count, device)
+        try:
+            stepper = NativeFoldedWaveNet(model, lib, count, speaker, threads, should_stop=lambda: request.cancelled)
+        except StepperCancelled:
+            return
+        noise = noise_stream(generator, count, cfg.out_classes, request.temperature, device)
+        noise_block = noise.shape[0]
+        classes = torch.empty(seg_len + 1, count, dtype=torch.long, device=device)
+        classes[0] = model.silence_class
+        tap = DistributionTap.from_request(request, limit=final0)
+        run_logits = torch.empty(noise_block, 1, cfg.out_classes) if tap is not None else None
+    # upsampled conditioning per span of steps, as [span, B, cond_channels] rows for the C loop
+    cond_span = max(64, chunk_values // (max(1, cfg.cond_channels) * count))
+    cond_rows, cond_lo, cond_hi = None, 0, 0
+    temperature = float(request.temperature)
+    t, sent, run = 0, 0, 4  # run: steps per native call, adapted to NATIVE_RUN_SECONDS
+    while t < seg_len:
+        with torch.inference_mode(), intra_op_threads(1):
+            if t >= cond_hi:  # the first span only as long as the first block: it is heard sooner
+                cond_lo, cond_hi = t, min(seg_len, t + (cond_span if t else min(cond_span, max(64, block))))
+                spans = _batched_cond(model, mel, starts, cond_lo, cond_hi - cond_lo, valid, request)
+                cond_rows = None if spans is None else spans.permute(2, 0, 1).contiguous()
+            if request.cancelled:
+                return
+            m = min(run, cond_hi - t, noise_block - t % noise_block)
+            cond = None if cond_rows is None else cond_rows[t - cond_lo : t - cond_lo + m]
+            rows = noise.rows(t, m) if temperature > 0 else None
+            began = time.perf_counter()
+            stepper.run(classes, cond, rows, t, m, run_logits)
+            took = time.perf_counter() - began
+            if tap is not None:
+                tap.record_span(t, run_logits[:m, 0])
+            if took < NATIVE_RUN_SECONDS[0] and m == run:
+                run = min(512, run * 2)
+            elif took > NATIVE_RUN_SECONDS[1]:
+                run = max(1, run // 2)
+            t += m
+            ready = min(t, final0)
+            piece = None
+            if ready - sent >= block or (ready > sent and request.cancelled):
+                piece = model.decode(classes[sent + 1 : ready + 1, 0])
+        if piece is not None:
+            sent = ready
+            if tap is not None:
+                tap.flush(sent)
+            yield piece
+        if request.cancelled:
+            return
+    yield from _joined(model, request, classes, num_samples, length, overlap, sent, block, tap)
