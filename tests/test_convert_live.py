@@ -3,7 +3,13 @@
 The latency is measured, not estimated: a probe process plays known bursts (a 140 Hz buzz) into
 ``mic_sink`` and records ``test_sink.monitor`` in one full-duplex stream (one clock), then finds the
 bursts in the recording by envelope matching; its own round trip through a plain loopback is
-subtracted. The recording is also checked for the pitch shift the converter was asked for.
+subtracted (each run's own device round trip taken out first, see ``system_latency_ms``). The
+recording is also checked for the pitch shift the converter was asked for.
+
+On a loaded machine the probe's own stream can glitch (then it no longer shares one clock with what
+it recorded, and its delay means nothing): such a run is measured once more, and the bound is
+asserted on a clean run only. The converter's counters are never retried: zero underruns and zero
+device underflows/overflows over the whole session.
 """
 
 from __future__ import annotations
@@ -20,15 +26,25 @@ pytest.importorskip("pyworld", reason="voice conversion needs the voice extra (p
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIFT_SEMITONES = 4.0
-LATENCY_BOUND_MS = 150.0  # the issue's bound; measured 104–118 ms here on a loaded 2-core machine
+LATENCY_BOUND_MS = 150.0  # the issue's bound; measured 115–125 ms here on a loaded 2-core machine
 
 
 def probe(seconds: float, sink: str, source: str, save_to: str | None = None) -> dict:
+    """One probe measurement (the probe itself tries up to 3 streams until one runs clean)."""
     env = dict(os.environ, PULSE_SINK=sink, PULSE_SOURCE=source)
     command = [sys.executable, "-m", "studio.engine.convert.latency_probe", str(seconds)] + ([save_to] if save_to else [])
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=90)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def clean_probe(seconds: float, sink: str, source: str, save_to: str | None = None) -> dict:
+    """A probe measurement, taken once more when the probe's own stream glitched in every attempt."""
+    result = probe(seconds, sink, source, save_to)
+    if not result["clean"]:
+        print(f"probe {sink} → {source} was not clean, measuring again: {result}")
+        result = probe(seconds, sink, source, save_to)
+    return result
 
 
 @pytest.fixture
@@ -62,35 +78,61 @@ def voiced_median_f0(path: str) -> float:
     return float(np.median(features.f0[loud]))
 
 
-@pytest.mark.sound
-@pytest.mark.slow
-def test_live_pitch_shift_runs_without_underruns_and_measures_latency(pulse_server, mic_sink_reader, tmp_path):
+def live_session(pulse_server, recording: str) -> tuple:
+    """Convert +4 st live while the probe plays through it; (stats, through-probe, machine pauses)."""
     from studio.engine.convert import ConversionTarget, VoiceTransform
-    from studio.engine.convert.latency_probe import PROBE_F0_HZ
     from studio.engine.convert.live import LiveConverter, LiveSettings
+    from studio.engine.convert.pause_monitor import PauseMonitor
 
-    loopback = probe(2.0, "mic_sink", "mic_sink.monitor")
-    assert loopback["clean"] and loopback["correlation"] > 0.9, loopback
-    recording = str(tmp_path / "through.wav")
     pulse_server.use_sources("test_sink", "mic_sink.monitor")
+    monitor = PauseMonitor().start()
     try:
         target = ConversionTarget(transform=VoiceTransform(pitch_semitones=SHIFT_SEMITONES))
         converter = LiveConverter(LiveSettings(target=target))
         converter.start()
         try:
-            through = probe(3.0, "mic_sink", "test_sink.monitor", save_to=recording)
+            through = clean_probe(3.0, "mic_sink", "test_sink.monitor", save_to=recording)
             stats = converter.run_for(0.2)
         finally:
             converter.stop()
     finally:
+        pauses = monitor.stop()
         pulse_server.use_sources("test_sink", "test_sink.monitor")
-    latency_ms = through["round_trip_ms"] - loopback["round_trip_ms"]
+    return stats, through, pauses
+
+
+def glitched(stats) -> bool:
+    return bool(stats.underruns or stats.input_overflows or stats.device_underflows or stats.device_input_overflows)
+
+
+@pytest.mark.sound
+@pytest.mark.slow
+def test_live_pitch_shift_runs_without_underruns_and_measures_latency(pulse_server, mic_sink_reader, tmp_path):
+    """Zero underruns of any kind and a measured latency ≤ 150 ms.
+
+    A session runs once more only when it glitched while the machine itself stopped longer than the
+    live path's buffers are built for (``PAUSE_TOLERANCE_MS``, seen by a separate witness process):
+    then the run says nothing about the converter. The second session must be clean.
+    """
+    from studio.engine.convert.latency_probe import PROBE_F0_HZ, system_latency_ms
+    from studio.engine.convert.live import PAUSE_TOLERANCE_MS
+
+    loopback = clean_probe(2.0, "mic_sink", "mic_sink.monitor")
+    assert loopback["clean"] and loopback["correlation"] > 0.9, loopback
+    recording = str(tmp_path / "through.wav")
+    stats, through, pauses = live_session(pulse_server, recording)
+    if glitched(stats) and (pauses["longest_ms"] or 0) > PAUSE_TOLERANCE_MS:
+        print(f"the machine paused {pauses['longest_ms']} ms during the session ({stats}); running it again")
+        stats, through, pauses = live_session(pulse_server, recording)
+    latency_ms = system_latency_ms(through, loopback)
     print(f"live: measured latency {latency_ms:.0f} ms (engine estimate {stats.latency_ms:.0f} ms), {stats}")
+    print(f"probe through {through}\nprobe loopback {loopback}\nmachine pauses {pauses}")
     assert through["clean"], f"the probe's own stream glitched in every attempt: {through}"
     assert through["correlation"] > 0.8, "the probe bursts did not come back through the converter"
     assert stats.hops > 100 and stats.error is None
-    assert stats.underruns == 0 and stats.underrun_frames == 0 and stats.input_overflows == 0
-    assert 0 < latency_ms <= LATENCY_BOUND_MS
+    assert stats.underruns == 0 and stats.underrun_frames == 0 and stats.input_overflows == 0, (stats, pauses)
+    assert stats.device_underflows == 0 and stats.device_input_overflows == 0, (stats, pauses)
+    assert 0 < latency_ms <= LATENCY_BOUND_MS, (latency_ms, through, loopback)
     shifted = 12 * np.log2(voiced_median_f0(recording) / PROBE_F0_HZ)
     assert abs(shifted - SHIFT_SEMITONES) < 0.3, f"the output is {shifted:+.2f} semitones from the probe"
 
@@ -103,7 +145,32 @@ def test_a_converter_runs_once_and_a_failed_start_leaves_nothing_open(pulse_serv
     converter.stop()
     with pytest.raises(RuntimeError, match="already run"):
         converter.start()
-    broken = LiveConverter(LiveSettings(device_block=0, latency="no such latency"))
+    broken = LiveConverter(LiveSettings(device_block=0, output_latency="no such latency"))
     with pytest.raises(AudioDeviceError, match="cannot open"):
         broken.start()
     assert getattr(broken, "_in_stream", None) is None and broken._stream is None and broken._worker is None
+
+
+@pytest.mark.sound
+def test_a_stalled_process_shows_as_device_underflows_and_a_long_callback_pause(pulse_server):
+    """Hold the GIL for 0.4 s (a C call through ctypes.PyDLL keeps it): no callback can run, the
+    42 ms output buffer runs dry, and the converter must say so (it is not a converter underrun)."""
+    import ctypes
+
+    from studio.engine.convert.live import LiveConverter, LiveSettings
+
+    try:
+        usleep = ctypes.PyDLL(None).usleep
+    except (OSError, AttributeError):
+        pytest.skip("no usleep in this C library")
+    converter = LiveConverter(LiveSettings()).start()
+    try:
+        converter.run_for(1.0)
+        before = converter.stats()
+        usleep(400_000)
+        stats = converter.run_for(1.0)
+    finally:
+        converter.stop()
+    assert stats.device_underflows > before.device_underflows, stats
+    assert stats.longest_callback_gap_ms >= 300, stats
+    assert stats.warning and stats.error is None, stats

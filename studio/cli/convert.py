@@ -29,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, help="live: stop after this many seconds (default: until Ctrl+C)")
     p.add_argument("--input-device", help="live: input device name or index")
     p.add_argument("--output-device", help="live: output device name or index")
-    p.add_argument("--block-ms", type=float, default=30.0, help="live: conversion block in ms (latency vs headroom)")
+    p.add_argument("--block-ms", type=float, help="live: conversion block in ms (latency vs headroom; default 20, "
+                   "30 with a target voice)")
+    p.add_argument("--output-latency-ms", type=float, help="live: output device buffer in ms (default 32; raise it if the "
+                   "device underflows on a busy machine, lower it for less latency)")
     p.add_argument("--gate-db", type=float, default=-55.0, help="live: noise gate threshold in dBFS")
     p.add_argument("--no-gate", action="store_true", help="live: no noise gate")
     p.add_argument("--no-monitor", action="store_true", help="live: convert but play silence")
@@ -116,6 +119,10 @@ def _live(args: argparse.Namespace, target) -> int:
         target=target, input_device=args.input_device, output_device=args.output_device, hop_ms=args.block_ms,
         gate_db=None if args.no_gate else args.gate_db, monitor=not args.no_monitor,
     )
+    if args.output_latency_ms is not None:
+        if not 1.0 <= args.output_latency_ms <= 1000.0:
+            raise CliError(f"--output-latency-ms {args.output_latency_ms:g} is out of range: give 1 to 1000 ms")
+        settings.output_latency = args.output_latency_ms / 1000.0
     try:
         converter = LiveConverter(settings).start()
     except AudioDeviceError as exc:
@@ -130,7 +137,8 @@ def _live(args: argparse.Namespace, target) -> int:
             if not args.json:
                 print(f"\r{st.seconds:6.1f} s  latency {st.latency_ms:4.0f} ms  block {st.hop_ms:.0f} ms  "
                       f"inference {st.inference_ms_mean:5.1f} ms (max {st.inference_ms_max_recent:5.1f})  "
-                      f"headroom {st.headroom * 100:3.0f} %  underruns {st.underruns}"
+                      f"headroom {st.headroom * 100:3.0f} %  underruns {st.underruns}  device underflows "
+                      f"{st.device_underflows}  input overflows {st.device_input_overflows}"
                       + (f"  ! {st.warning}" if st.warning else ""), end="", flush=True)
     except KeyboardInterrupt:
         pass

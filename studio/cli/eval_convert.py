@@ -89,9 +89,14 @@ def run(args: argparse.Namespace) -> int:
                 st = result["stats"]
                 print(f"live {result['target']}: {result['seconds']:.0f} s, measured latency {result['latency_ms']:.0f} ms "
                       f"(engine estimate {st['latency_ms']:.0f} ms), underruns {st['underruns']}, device underflows "
-                      f"{st['device_underflows']}, input overflows {st['input_overflows']}, inference mean "
-                      f"{st['inference_ms_mean']:.1f} ms (max recent {st['inference_ms_max_recent']:.1f}) per "
+                      f"{st['device_underflows']}, input overflows {st['input_overflows']} (device "
+                      f"{st['device_input_overflows']}), longest callback pause {st['longest_callback_gap_ms']:.0f} ms, "
+                      f"inference mean {st['inference_ms_mean']:.1f} ms (max recent {st['inference_ms_max_recent']:.1f}) per "
                       f"{st['hop_ms']:.0f} ms block, real-time priority {st['realtime']}")
+                pauses = result["machine_pauses"]
+                if pauses["longest_ms"] is not None:
+                    print(f"machine pauses (all CPUs stopped): {len(pauses['pauses'])} over 10 ms, longest "
+                          f"{pauses['longest_ms']:.0f} ms (the live path rides through ~30 ms)")
                 print("bounds: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in result["bounds"].items()))
             return 0 if all(result["bounds"].values()) else 1
         from studio.engine.convert import evaluate

@@ -7,6 +7,11 @@ best matches the recording's is the round trip. Envelopes (not waveforms) are ma
 is found after pitch shifting or speaker conversion. Subtracting the probe's own round trip through a
 plain loopback leaves the latency of the system under test, device paths included.
 
+The probe's own device round trip changes from one stream to the next (how full the sound server
+let its buffers start: 50–68 ms between five loopback runs in a row here), so each run also records
+PortAudio's estimate of it (output DAC time − input ADC time, which followed those changes within
+±3 ms) and :func:`system_latency_ms` subtracts it from both runs before comparing them.
+
 Run as ``python -m studio.engine.convert.latency_probe SECONDS [RECORDING.wav]`` it prints the round
 trip in ms (one line of JSON) and optionally saves what it recorded (float WAV at 48 kHz). Runs on the calling thread, except the PortAudio callback.
 """
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from studio.engine.audio import devices
+from studio.engine.convert import realtime
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,14 @@ def find_delay(played: np.ndarray, recorded: np.ndarray, rate: int, max_delay_s:
 
 MAX_CALLBACK_GAP_S = 0.1  # a longer pause between callbacks (after the first) broke the stream's timing
 DEFAULT_ATTEMPTS = 3
+# The probe's own device buffers: its round trip is taken out (see system_latency_ms), so they cost
+# the measurement nothing, but through ALSA's pulse plugin a 16 ms buffer ("low") underflowed whenever
+# the machine paused for longer (a restarted stream no longer shares one clock with the recording: the
+# run is not clean). 100 ms rides through the 16–46 ms pauses of a busy test VM; PortAudio's estimate
+# of the round trip still matched the measured one within 3 ms.
+PROBE_LATENCY_S = 0.1
+PROBE_BLOCK = 256
+PROBE_PRIORITY = 40  # SCHED_FIFO for the probe's callback thread, as the live path's callbacks get
 
 
 @dataclass
@@ -85,6 +99,7 @@ class ProbeRun:
     output_underflows: int
     input_overflows: int
     max_gap_s: float
+    device_round_trip_s: float = 0.0  # median of PortAudio's (output DAC time − input ADC time) over the run
 
     @property
     def clean(self) -> bool:
@@ -100,16 +115,21 @@ def play_and_record(signal: np.ndarray, rate: int = PROBE_RATE) -> ProbeRun:
     """
     sd = devices.sd()
     recorded = np.zeros(signal.shape[0], dtype=np.float32)
-    blocks = signal.shape[0] // 64 + 8
+    blocks = signal.shape[0] // 64 + 8  # callbacks get at least 64 frames
     stamps = np.zeros(blocks)
+    device_round_trip = np.zeros(blocks)
     state = {"position": 0, "calls": 0, "out_under": 0, "in_over": 0}
     done = threading.Event()
 
     def callback(indata, outdata, frames, time_info, status) -> None:
         calls = state["calls"]
+        if calls == 0:
+            realtime.make_realtime(PROBE_PRIORITY)  # where allowed; refused: runs at normal priority
         if calls < blocks:
             stamps[calls] = time.monotonic()
         state["calls"] = calls + 1
+        if calls < blocks:
+            device_round_trip[calls] = time_info.outputBufferDacTime - time_info.inputBufferAdcTime
         state["out_under"] += int(status.output_underflow)
         state["in_over"] += int(status.input_overflow)
         p = state["position"]
@@ -123,20 +143,32 @@ def play_and_record(signal: np.ndarray, rate: int = PROBE_RATE) -> ProbeRun:
         if state["position"] >= signal.shape[0]:
             done.set()
 
-    with sd.Stream(samplerate=rate, blocksize=256, channels=(1, 2), dtype="float32", latency="low", callback=callback):
+    with sd.Stream(
+        samplerate=rate, blocksize=PROBE_BLOCK, channels=(1, 2), dtype="float32", latency=PROBE_LATENCY_S, callback=callback
+    ):
         completed = done.wait(timeout=signal.shape[0] / rate + 5)
     used = stamps[: min(state["calls"], blocks)]
     return ProbeRun(
         recorded=recorded, completed=completed, callbacks=state["calls"], output_underflows=state["out_under"],
         input_overflows=state["in_over"], max_gap_s=float(np.diff(used).max()) if used.shape[0] > 1 else float("inf"),
+        device_round_trip_s=float(np.median(device_round_trip[: used.shape[0]])) if used.shape[0] else 0.0,
     )
+
+
+def system_latency_ms(through: dict, loopback: dict) -> float:
+    """Latency of what sits between the probe's output and input in ``through`` (ms), from two
+    :func:`measure` results: each run's own device round trip is taken out, then what the plain
+    ``loopback`` run still measured (the sound server's share) is subtracted."""
+    own = through["round_trip_ms"] - through["device_round_trip_ms"]
+    return own - (loopback["round_trip_ms"] - loopback["device_round_trip_ms"])
 
 
 def measure(seconds: float = 3.0, rate: int = PROBE_RATE, save_to: str | None = None, attempts: int = DEFAULT_ATTEMPTS) -> dict:
     """Play the probe for ``seconds`` and find it in the recording; up to ``attempts`` runs until one is clean.
 
     Returns round_trip_ms, correlation (of the envelopes at that delay), recorded_rms, clean (whether
-    the kept run was clean) and attempts. ``save_to``: also write the kept recording there (float WAV).
+    the kept run was clean), attempts and device_round_trip_ms (PortAudio's estimate of the probe's own
+    output + input latency in the kept run). ``save_to``: also write the kept recording there (float WAV).
     """
     signal = probe_signal(seconds, rate)
     for attempt in range(1, attempts + 1):
@@ -155,7 +187,7 @@ def measure(seconds: float = 3.0, rate: int = PROBE_RATE, save_to: str | None = 
     delay, corr = find_delay(signal, run.recorded, rate)
     return {
         "round_trip_ms": delay * 1000, "correlation": corr, "recorded_rms": float(np.sqrt(np.mean(run.recorded**2))),
-        "clean": run.clean, "attempts": attempt,
+        "clean": run.clean, "attempts": attempt, "device_round_trip_ms": run.device_round_trip_s * 1000,
     }
 
 

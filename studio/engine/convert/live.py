@@ -50,11 +50,33 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DEVICE_BLOCK = 256
 DEFAULT_SAFETY_MS = 25.0
+# PortAudio output latency (seconds). Through ALSA's pulse plugin "low" gave a 16 ms stream buffer
+# (~11 ms of slack): on the 2-core test VMs the host stops both CPUs together for 16–46 ms every few
+# seconds (SCHED_FIFO C threads pinned to each CPU see the same stops), the sink then wants more than
+# the buffer holds, the server reports an underrun and the plugin restarts the stream (a second or
+# more of silence). 32 ms (a 42.7 ms buffer) rides through the 16–26 ms stops; see docs/voice.md.
+DEFAULT_OUTPUT_LATENCY_S = 0.032
+# The longest machine pause (all CPUs stopped; see pause_monitor.py) the default buffers rode through
+# here: 26 ms pauses passed, 36 ms ones made the device underflow. Riding through a pause P takes about
+# P of device buffer AND P of output-ring margin (the callback refills the device at once when the
+# machine resumes, while the input of that moment only then arrives), so each 10 ms more costs ~20 ms
+# of latency.
+PAUSE_TOLERANCE_MS = 30.0
+DEFAULT_INPUT_LATENCY = "low"  # capture delivers each fragment as it comes: a larger buffer only adds delay
 HEADROOM_WARNING = 0.25  # warn when the slowest recent hop left less than 25 % of the hop's time
 RECENT_HOPS = 50
 HISTORY_S = 30.0
 CALLBACK_PRIORITY = 40  # SCHED_FIFO priorities (1–99): callbacks above the worker, both above normal threads
 WORKER_PRIORITY = 30
+
+
+VOICE_HOP_MS = 30.0  # speaker conversion matches frames per hop: a longer hop spreads that cost
+
+
+def default_hop_ms(target: ConversionTarget) -> float:
+    """The hop for ``target`` when the settings leave it open: short for transforms (~1 ms of WORLD per
+    hop), longer for a target voice (frame matching cost 13.8 ms per 20 ms hop, 17.6 per 30 ms here)."""
+    return VOICE_HOP_MS if target.voice is not None else DEFAULT_HOP_MS
 
 
 @dataclass
@@ -63,8 +85,11 @@ class LiveSettings:
 
     input_device / output_device: name, index or None (the defaults); sample_rate: the device rate
     (None: the output device's preferred rate, 48 kHz on sound servers); hop_ms: conversion block
-    (longer = more headroom, more latency); device_block: frames per audio callback; latency: PortAudio
-    latency hint ("low", "high" or seconds); gate_db: noise gate threshold (None = off); monitor:
+    (longer = more headroom, more latency; None: DEFAULT_HOP_MS (20) for transforms, VOICE_HOP_MS
+    (30) when converting to a voice, whose frame matching costs ~14–18 ms per hop here);
+    device_block: frames per audio callback; output_latency / input_latency: PortAudio latency hints
+    ("low", "high" or seconds; the output's buffer must outlast the longest pause of the machine, see
+    DEFAULT_OUTPUT_LATENCY_S); gate_db: noise gate threshold (None = off); monitor:
     play the converted voice (off: converted audio is still made and kept in the history, silence
     is played); safety_ms: extra prefill against processing-time jitter; realtime: ask the OS for
     real-time (SCHED_FIFO) priority for the two callback threads and the worker, where allowed (root,
@@ -76,10 +101,11 @@ class LiveSettings:
     input_device: devices.DeviceSpec = None
     output_device: devices.DeviceSpec = None
     sample_rate: int | None = None
-    hop_ms: float = DEFAULT_HOP_MS
+    hop_ms: float | None = None
     lookahead_ms: float = DEFAULT_LOOKAHEAD_MS
     device_block: int = DEFAULT_DEVICE_BLOCK
-    latency: str | float = "low"
+    output_latency: str | float = DEFAULT_OUTPUT_LATENCY_S
+    input_latency: str | float = DEFAULT_INPUT_LATENCY
     gate_db: float | None = DEFAULT_GATE_DB
     monitor: bool = True
     safety_ms: float = DEFAULT_SAFETY_MS
@@ -89,7 +115,16 @@ class LiveSettings:
 
 @dataclass(frozen=True)
 class LiveStats:
-    """A snapshot for readouts. Times in milliseconds; ``headroom`` is 1 − (slowest recent hop / hop length)."""
+    """A snapshot for readouts. Times in milliseconds; ``headroom`` is 1 − (slowest recent hop / hop length).
+
+    Glitch counters: ``underruns`` / ``underrun_frames``: output callbacks (frames) the worker had not
+    filled; ``input_overflows``: input frames dropped because the worker fell behind (input ring
+    full); ``device_underflows`` / ``device_input_overflows``: callbacks whose PortAudio status had
+    ``output_underflow`` / ``input_overflow`` set (the device or sound server ran dry or overflowed:
+    through ALSA's pulse plugin each one restarts the stream). ``longest_callback_gap_ms``: the
+    longest pause between two output callbacks after the first converted audio (a stall of the machine
+    or of the sound server shows here before it becomes an underflow).
+    """
 
     running: bool
     seconds: float
@@ -99,6 +134,8 @@ class LiveStats:
     underrun_frames: int
     device_underflows: int
     input_overflows: int
+    device_input_overflows: int
+    longest_callback_gap_ms: float
     inference_ms_last: float
     inference_ms_mean: float
     inference_ms_max_recent: float
@@ -129,7 +166,10 @@ class LiveConverter:
         self._cb_missing = 0  # frames the callback had to fill with silence (after priming)
         self._cb_underruns = 0
         self._cb_device_underflows = 0
+        self._cb_device_overflows = 0
         self._cb_overflow_frames = 0
+        self._cb_last_output_at = 0.0  # time.monotonic() of the last output callback (after priming)
+        self._cb_longest_gap = 0.0
         self._primed = False
         # Real-time priority granted per thread kind (None: not asked yet; see realtime.py).
         self._rt_granted = {"input": None, "output": None, "worker": None, "sound_client": None}
@@ -165,8 +205,9 @@ class LiveConverter:
         rate = int(s.sample_rate or out_info.preferred_rate)
         in_info = devices.validate_input(s.input_device, rate, 1)
         self.rate = rate
+        self.hop_ms = default_hop_ms(s.target) if s.hop_ms is None else float(s.hop_ms)
         self.converter = BlockConverter(
-            s.target, sample_rate=LIVE_SAMPLE_RATE, hop_ms=s.hop_ms, lookahead_ms=s.lookahead_ms, gate_db=s.gate_db
+            s.target, sample_rate=LIVE_SAMPLE_RATE, hop_ms=self.hop_ms, lookahead_ms=s.lookahead_ms, gate_db=s.gate_db
         )
         hop_s = self.converter.hop / LIVE_SAMPLE_RATE
         self.hop_in = int(round(hop_s * rate))
@@ -191,11 +232,11 @@ class LiveConverter:
         try:
             self._in_stream = sd.InputStream(
                 device=in_info.index, samplerate=rate, blocksize=s.device_block, channels=1,
-                dtype="float32", latency=s.latency, callback=self._input_callback,
+                dtype="float32", latency=s.input_latency, callback=self._input_callback,
             )
             self._stream = sd.OutputStream(
                 device=out_info.index, samplerate=rate, blocksize=s.device_block, channels=s.output_channels,
-                dtype="float32", latency=s.latency, callback=self._output_callback,
+                dtype="float32", latency=s.output_latency, callback=self._output_callback,
             )
             self._device_latency = (float(self._in_stream.latency), float(self._stream.latency))
         except (sd.PortAudioError, ValueError, TypeError) as exc:  # TypeError: a malformed latency/block
@@ -243,11 +284,13 @@ class LiveConverter:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def run_for(self, seconds: float, poll_s: float = 0.25) -> LiveStats:
-        """Run ``seconds`` (blocking the calling thread), then return the final stats; re-raises a worker error."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and not self._stop.is_set():
-            time.sleep(min(poll_s, max(0.0, end - time.monotonic())))
+    def run_for(self, seconds: float) -> LiveStats:
+        """Run ``seconds`` (blocking the calling thread), then return the final stats; re-raises a worker error.
+
+        Waits on the stop event without polling: a normal-priority thread that wakes up takes the GIL,
+        and if a busy machine preempts it while it holds it, the real-time callbacks wait for it.
+        """
+        self._stop.wait(timeout=max(0.0, seconds))
         if self._error is not None:
             raise self._error
         return self.stats()
@@ -264,6 +307,8 @@ class LiveConverter:
     def _input_callback(self, indata, frames, time_info, status) -> None:
         if self._rt_granted["input"] is None:
             self._rt_granted["input"] = self._ask_realtime(CALLBACK_PRIORITY)
+        if status.input_overflow:
+            self._cb_device_overflows += 1
         self._cb_frames += frames
         written = self.in_ring.write(indata[:, :1])
         if written < frames:
@@ -274,6 +319,12 @@ class LiveConverter:
             self._rt_granted["output"] = self._ask_realtime(CALLBACK_PRIORITY)
         if status.output_underflow:
             self._cb_device_underflows += 1
+        if self._primed:
+            now = time.monotonic()
+            gap = now - self._cb_last_output_at
+            if gap > self._cb_longest_gap:
+                self._cb_longest_gap = gap
+            self._cb_last_output_at = now
         mono = self._mono[:frames]
         got = self.out_ring.read_into(mono)
         if got < frames:
@@ -283,6 +334,7 @@ class LiveConverter:
                 self._cb_underruns += 1
         elif not self._primed:
             self._primed = True
+            self._cb_last_output_at = time.monotonic()
         if self.settings.monitor:
             outdata[:] = mono
         else:
@@ -365,6 +417,12 @@ class LiveConverter:
             )
         elif self._cb_underruns:
             warning = f"{self._cb_underruns} underrun(s): raise the block size"
+        elif self._cb_device_underflows or self._cb_device_overflows:
+            warning = (
+                f"the sound device ran dry {self._cb_device_underflows} time(s) and overflowed "
+                f"{self._cb_device_overflows} time(s) (longest pause {self._cb_longest_gap * 1000:.0f} ms): "
+                "the machine is too busy; close other programs"
+            )
         return LiveStats(
             running=self.running,
             seconds=(time.monotonic() - self._started_at) if self._started_at else 0.0,
@@ -374,6 +432,8 @@ class LiveConverter:
             underrun_frames=self._cb_missing,
             device_underflows=self._cb_device_underflows,
             input_overflows=self._cb_overflow_frames,
+            device_input_overflows=self._cb_device_overflows,
+            longest_callback_gap_ms=self._cb_longest_gap * 1000,
             inference_ms_last=self._last_inference * 1000,
             inference_ms_mean=(self._inference_total / self._hops * 1000) if self._hops else 0.0,
             inference_ms_max_recent=recent_max * 1000,

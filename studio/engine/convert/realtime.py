@@ -9,6 +9,10 @@ the pulse plugin every underflow costs ~2 s of silence while the stream restarts
 
 Requests that the OS refuses are reported (False), never raised: live conversion still runs, only
 with less protection against a loaded machine.
+
+What priority cannot help against: a virtual machine whose host stops all of its CPUs at once (16–46 ms
+stops every few seconds on the 2-core test VMs; see pause_monitor.py). Only buffers ride through those
+(live.DEFAULT_OUTPUT_LATENCY_S, live.PAUSE_TOLERANCE_MS).
 """
 
 from __future__ import annotations
