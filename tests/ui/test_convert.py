@@ -123,6 +123,8 @@ def test_live_section_starts_shows_readouts_and_stops(qtbot, window, pulse_serve
         assert stats is not None and stats.error is None
         assert "ms" in panel.live_latency.text() and "ms" in panel.live_inference.text()
         assert "%" in panel.live_headroom.text() and "underruns" in panel.live_underruns.text()
+        assert "device underflows" in panel.live_underruns.text() and "input overflows" in panel.live_underruns.text()
+        assert stats.hop_ms == 20, "auto block: 20 ms for the own voice's transforms"
         window.grab().save(os.path.join(artifacts_dir, "main-window-live.png"))
         player.wait(20)
         panel.live_button.click()

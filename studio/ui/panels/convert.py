@@ -36,7 +36,7 @@ SOURCES = {
 OWN_VOICE = ""  # the voice combo's data for "no target voice"
 HOP_CHOICES_MS = (20, 30, 40, 60, 80, 120)
 DEVICE_BLOCKS = (128, 256, 512, 1024)
-DEFAULT_HOP_MS = 30
+AUTO_HOP = 0  # the hop combo's data for "auto": 20 ms for transforms, 30 ms with a target voice (live.default_hop_ms)
 DEFAULT_GATE_DB = -55.0
 
 
@@ -53,11 +53,12 @@ class ConvertParams:
 
 @dataclass
 class LiveParams:
-    """The live settings; devices are names ("default" = the system default)."""
+    """The live settings; devices are names ("default" = the system default); hop_ms None = auto
+    (the engine's default for the target)."""
 
     input_device: str
     output_device: str
-    hop_ms: float
+    hop_ms: float | None
     device_block: int
     gate_db: float | None
     monitor: bool
@@ -141,10 +142,12 @@ class ConvertPanel(QWidget):
         self.output_device = QComboBox()
         self.output_device.setToolTip("Where the converted voice plays")
         self.hop = QComboBox()
+        self.hop.addItem("auto", AUTO_HOP)
         for ms in HOP_CHOICES_MS:
             self.hop.addItem(f"{ms} ms", ms)
-        self.hop.setCurrentIndex(HOP_CHOICES_MS.index(DEFAULT_HOP_MS))
-        self.hop.setToolTip("Conversion block: longer blocks give more headroom and more latency")
+        self.hop.setCurrentIndex(0)
+        self.hop.setToolTip("Conversion block: longer blocks give more headroom and more latency "
+                            "(auto: 20 ms for your own voice's transforms, 30 ms with a target voice)")
         self.device_block = QComboBox()
         for frames in DEVICE_BLOCKS:
             self.device_block.addItem(f"{frames}", frames)
@@ -228,7 +231,7 @@ class ConvertPanel(QWidget):
         return LiveParams(
             input_device=self.input_device.currentText() or "default",
             output_device=self.output_device.currentText() or "default",
-            hop_ms=float(self.hop.currentData()),
+            hop_ms=float(self.hop.currentData()) or None,
             device_block=int(self.device_block.currentData()),
             gate_db=float(self.gate.value()) if self.gate_on.isChecked() else None,
             monitor=self.monitor.isChecked(),
@@ -281,7 +284,7 @@ class ConvertPanel(QWidget):
         s.setValue("convert/pitch", p.pitch_semitones)
         s.setValue("convert/formant", p.formant_ratio)
         s.setValue("convert/whisper", p.whisper)
-        s.setValue("convert/hop_ms", int(live.hop_ms))
+        s.setValue("convert/hop_ms", int(live.hop_ms or AUTO_HOP))
         s.setValue("convert/device_block", live.device_block)
         s.setValue("convert/gate_on", self.gate_on.isChecked())
         s.setValue("convert/gate_db", int(self.gate.value()))
@@ -295,7 +298,7 @@ class ConvertPanel(QWidget):
         self.formant.setValue(settings_store.read_float(s, "convert/formant", 1.0))
         self.whisper.setChecked(settings_store.read_bool(s, "convert/whisper", False))
         self._wanted_voice = settings_store.read_str(s, "convert/voice", OWN_VOICE)
-        for combo, key, default in ((self.hop, "convert/hop_ms", DEFAULT_HOP_MS), (self.device_block, "convert/device_block", 256)):
+        for combo, key, default in ((self.hop, "convert/hop_ms", AUTO_HOP), (self.device_block, "convert/device_block", 256)):
             index = combo.findData(settings_store.read_int(s, key, default))
             if index >= 0:
                 combo.setCurrentIndex(index)
@@ -336,6 +339,16 @@ class ConvertPanel(QWidget):
             f"inference {stats.inference_ms_mean:5.1f} ms / {stats.hop_ms:.0f} ms (max {stats.inference_ms_max_recent:.1f})"
         )
         self.live_headroom.setText(f"headroom  {100 * stats.headroom:5.0f} %")
-        self.live_underruns.setText(f"underruns {stats.underruns:5d}   gated {stats.gated_hops}/{stats.hops}")
+        self.live_underruns.setText(
+            f"underruns {stats.underruns:5d}   device underflows {stats.device_underflows}   "
+            f"input overflows {stats.device_input_overflows}"
+            + (f" ({stats.input_overflows} frames dropped)" if stats.input_overflows else "")
+            + f"   gated {stats.gated_hops}/{stats.hops}"
+        )
+        self.live_underruns.setToolTip(
+            "underruns: the converter's output ran dry; device underflows: the sound device ran dry (a stall of the "
+            f"whole machine: the longest pause between callbacks was {stats.longest_callback_gap_ms:.0f} ms); "
+            "input overflows: microphone audio lost"
+        )
         self.headroom_bar.setValue(int(max(0.0, min(1.0, stats.headroom)) * 100))
         self.live_warning.setText(stats.warning or "")
