@@ -20,6 +20,7 @@ from studio.engine.convert import frameselect, speaker_similarity, voice  # noqa
 from studio.engine.convert.mapping import SpeakerMapping  # noqa: E402
 from studio.engine.convert.pipeline import ConversionTarget, convert_audio  # noqa: E402
 from studio.engine.convert.world import analyze  # noqa: E402
+from studio.engine.evaluation import metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = Path(__file__).resolve().parent / "data" / "voice_clips"
@@ -27,11 +28,14 @@ VOICES = ROOT / "resources" / "voices"
 RATE = 16000
 
 # Measured on these two clips per direction (docs/voice.md has the 6-clip numbers):
-#   frames method      ru→allison 0.703 to target / margin 0.110;  allison→ru 0.774 / margin 0.242
-#   statistics method  ru→allison 0.640 / margin −0.048;            allison→ru 0.692 / margin 0.101
-# allison→ru is held to the issue's bounds (0.75, +0.15). ru→allison does not reach them yet, so it is
-# held to what the frames method reaches (a regression fails; the statistics method fails both).
-BOUNDS = {("allison", "ru"): (0.75, 0.15), ("ru", "allison"): (0.67, 0.08)}
+#   frames method (k2, Hann 13, variance 0.5, lifted keys)
+#                      ru→allison 0.772 to target / margin 0.159, DNSMOS 3.00;  allison→ru 0.786 / 0.229, DNSMOS 3.17
+#   statistics method  ru→allison 0.641 / margin −0.051, DNSMOS 2.60;            allison→ru 0.708 / 0.123, DNSMOS 2.79
+# Both directions are held to the issue's similarity bounds (0.75, +0.15); DNSMOS to 2.85 (the issue
+# asks 3.0 on the 6-clip sets, which ru→allison meets and allison→ru does not yet; the statistics method
+# and the earlier k4/box-3 frames method stay below 2.85 here).
+BOUNDS = {("allison", "ru"): (0.75, 0.15), ("ru", "allison"): (0.75, 0.15)}
+MIN_DNSMOS = 2.85
 MAX_LF0_ERROR = 0.08  # mean ln F0 of the output vs the target voice's (0.08 ≈ 1.4 semitones)
 
 
@@ -53,10 +57,12 @@ def clips_of(speaker: str) -> list[np.ndarray]:
 @pytest.mark.parametrize(("source", "target"), [("ru", "allison"), ("allison", "ru")])
 def test_held_out_speech_is_converted_to_the_target_speaker(voices, source, target):
     conversion = ConversionTarget(voice=voices[target], source=voices[source])
-    sims_target, sims_source, lf0 = [], [], []
+    sims_target, sims_source, lf0, quality = [], [], [], []
     for audio in clips_of(source):
         result = convert_audio(audio, RATE, conversion)
         assert result.sample_rate == RATE and result.audio.shape[0] == audio.shape[0]
+        assert np.all(np.isfinite(result.audio))
+        quality.append(metrics.dnsmos_ovrl(result.audio, RATE))
         e = speaker_similarity.embed(result.audio, RATE)
         sims_target.append(speaker_similarity.similarity(e, voices[target].speaker_embedding))
         sims_source.append(speaker_similarity.similarity(e, voices[source].speaker_embedding))
@@ -67,6 +73,7 @@ def test_held_out_speech_is_converted_to_the_target_speaker(voices, source, targ
     assert sim_t >= min_similarity, f"{source}→{target}: similarity to the target {sim_t:.3f}"
     assert sim_t - sim_s >= min_margin, f"{source}→{target}: {sim_t:.3f} to target vs {sim_s:.3f} to source"
     assert abs(float(np.mean(lf0)) - voices[target].lf0_mean) <= MAX_LF0_ERROR
+    assert float(np.mean(quality)) >= MIN_DNSMOS, f"{source}→{target}: DNSMOS OVRL {np.mean(quality):.2f}"
 
 
 def test_unconverted_speech_is_far_from_the_other_speaker(voices):
@@ -118,18 +125,107 @@ def test_voice_with_frames_round_trips_and_damaged_frames_are_refused(tmp_path):
         voice.load_voice(tmp_path / "ru-test")
 
 
-def test_voices_without_frames_still_convert_by_statistics(voices):
-    """Format-1 voices (no frames) keep working: the mapping falls back to the statistics method."""
-    allison = voices["allison"]
-    old = voice.Voice(
-        name="allison-v1", sample_rate=allison.sample_rate, frame_period_ms=allison.frame_period_ms,
-        lf0_mean=allison.lf0_mean, lf0_std=allison.lf0_std,
-        arrays={k: v for k, v in allison.arrays.items() if k not in voice.FRAME_ARRAYS},
+def _without_frames(v: voice.Voice, empty_store: bool) -> voice.Voice:
+    """A copy of ``v`` as a format-1 voice (no frame arrays) or with an empty frame store (0 frames)."""
+    if empty_store:
+        arrays = {k: (a[:0] if k in ("frames_env", "frames_bap", "frames_voiced", "frames_break") else a) for k, a in v.arrays.items()}
+    else:
+        arrays = {k: a for k, a in v.arrays.items() if k not in voice.FRAME_ARRAYS}
+    return voice.Voice(
+        name=f"{v.name}-noframes", sample_rate=v.sample_rate, frame_period_ms=v.frame_period_ms,
+        lf0_mean=v.lf0_mean, lf0_std=v.lf0_std, arrays=arrays,
     )
+
+
+@pytest.mark.parametrize("empty_store", [False, True], ids=["format-1", "empty-store"])
+def test_voices_without_frames_convert_by_statistics(voices, empty_store):
+    """A voice without frames (format 1, or a store of 0 frames) falls back cleanly to the statistics
+    method: finite output, identical to asking for that method, on the target's pitch."""
+    allison = voices["allison"]
+    old = _without_frames(allison, empty_store)
     assert not old.has_frames
-    audio = clips_of("ru")[0]
-    by_stats = convert_audio(audio, RATE, ConversionTarget(voice=old, mapping=SpeakerMapping()))
-    f0 = analyze(by_stats.audio, RATE).f0
+    audio = clips_of("ru")[0][: RATE * 2]
+    by_default = convert_audio(audio, RATE, ConversionTarget(voice=old, mapping=SpeakerMapping()))
+    by_stats = convert_audio(audio, RATE, ConversionTarget(voice=old, mapping=SpeakerMapping(method="statistics")))
+    assert np.all(np.isfinite(by_default.audio)) and np.sqrt(np.mean(by_default.audio**2)) > 1e-3
+    assert np.array_equal(by_default.audio, by_stats.audio)
+    f0 = analyze(by_default.audio, RATE).f0
     assert abs(float(np.mean(np.log(f0[f0 > 0]))) - allison.lf0_mean) <= MAX_LF0_ERROR
+    # Asking frame selection itself for such a voice is refused with a reason, not answered with NaN.
+    with pytest.raises(frameselect.NoFramesError, match="no frames"):
+        frameselect.target_index(old, 3)
     with pytest.raises(ValueError, match="method"):
         SpeakerMapping(method="magic")
+
+
+def test_empty_target_index_is_refused_not_nan():
+    empty = frameselect.TargetIndex(
+        envelope=np.zeros((0, 40)), bap=np.zeros((0, 1)), voiced=np.zeros(0, bool), keys=np.zeros((0, 39)),
+        unit_voiced=np.zeros((0, 39), np.float32), unit_unvoiced=np.zeros((0, 39), np.float32),
+        rows_voiced=np.zeros(0, np.int64), rows_unvoiced=np.zeros(0, np.int64),
+    )
+    keys = np.random.default_rng(0).normal(size=(50, 39))
+    with pytest.raises(frameselect.NoFramesError):
+        frameselect.select_frames(keys, np.ones(50, bool), np.arange(50), empty, frameselect.SelectionSettings())
+
+
+def test_hann_smoothing_keeps_levels_and_removes_frame_jitter():
+    t = np.arange(200)
+    slow = np.sin(2 * np.pi * t / 100.0)[:, None]  # a 0.5 s movement at 5 ms frames
+    jitter = 0.5 * (-1.0) ** t[:, None]  # frame-to-frame jumps
+    out = frameselect.smooth(np.hstack([slow + jitter, np.full((200, 1), 3.0)]), 13)
+    assert np.allclose(out[:, 1], 3.0)  # a constant stays (edges repeat, weights sum to 1)
+    assert np.max(np.abs(out[20:-20, 0] - slow[20:-20, 0])) < 0.1  # jitter gone, movement kept
+    assert np.array_equal(frameselect.smooth(slow, 1), slow)
+    box = frameselect.smooth(slow + jitter, 3, "box")
+    assert np.max(np.abs(box[20:-20, 0] - slow[20:-20, 0])) > 0.1  # a 3-frame box leaves jitter in
+    with pytest.raises(ValueError, match="window"):
+        frameselect.smooth(slow, 5, "gauss")
+
+
+def test_variance_restore_moves_the_spread_towards_the_target(voices):
+    from studio.engine.convert.mapping import restore_variance
+
+    target = voices["ru"]
+    rng = np.random.default_rng(1)
+    dims = target.envelope_dims
+    env = rng.normal(size=(400, dims)) * 0.01 + target.arrays["env_mean_voiced"]  # flattened: tiny spread
+    voiced = np.ones(400, bool)
+    half = restore_variance(env, voiced, target, 0.5)
+    full = restore_variance(env, voiced, target, 1.0)
+    want = target.arrays["env_std_voiced"][1:]
+    assert np.allclose(full[:, 1:].std(axis=0), want, rtol=1e-6)
+    assert np.allclose(half[:, 1:].std(axis=0), np.sqrt(env[:, 1:].std(axis=0) * want), rtol=1e-6)  # geometric middle
+    assert np.allclose(half[:, 1:].mean(axis=0), env[:, 1:].mean(axis=0)) and np.array_equal(half[:, 0], env[:, 0])
+    short = restore_variance(env[:10], voiced[:10], target, 1.0)  # too few frames: left alone
+    assert np.array_equal(short, env[:10])
+
+
+def test_key_lifter_weights_coarse_shape_over_fine_detail():
+    w = frameselect.key_lifter(40)
+    assert w.shape == (39,) and w[0] == 1.0 and w[-1] == pytest.approx(frameselect.KEY_LIFTER_END)
+    assert np.all(np.diff(w) < 0)
+    coded = np.random.default_rng(2).normal(size=(30, 40))
+    ones, zeros = np.ones(40), np.zeros(40)
+    z = frameselect.standardise(coded, np.ones(30, bool), zeros, ones, zeros, ones)
+    assert np.allclose(z, coded[:, 1:] * w)
+    assert np.allclose(frameselect.standardise(coded, np.ones(30, bool), zeros, ones, zeros, ones, lifter=False), coded[:, 1:])
+
+
+@pytest.mark.parametrize(("source", "target"), [("ru", "allison"), ("allison", "ru")])
+def test_live_blocks_convert_to_the_target_register_and_lean_to_the_target(voices, source, target):
+    """The live path (30 ms hops, short-block selection settings) still converts: finite audio on the
+    target's pitch register that the judge places nearer the target than the source
+    (measured: ru→allison 0.670 vs 0.640, allison→ru 0.793 vs 0.604)."""
+    from studio.engine.convert import streaming
+
+    audio = clips_of(source)[0]
+    block = streaming.BlockConverter(ConversionTarget(voice=voices[target], source=voices[source]), gate_db=None)
+    out = block.process_all(audio.astype(np.float64))
+    assert out.shape == audio.shape and np.all(np.isfinite(out)) and np.sqrt(np.mean(out**2)) > 1e-3
+    f0 = analyze(out, RATE).f0
+    assert abs(float(np.mean(np.log(f0[f0 > 0]))) - voices[target].lf0_mean) <= 0.1
+    e = speaker_similarity.embed(out, RATE)
+    assert speaker_similarity.similarity(e, voices[target].speaker_embedding) > speaker_similarity.similarity(
+        e, voices[source].speaker_embedding
+    )

@@ -7,15 +7,22 @@ envelope instead of a self-supervised network's):
    the factor that best lays its mean log-spectrum onto the target's (a male → female conversion
    lands near 1.15), so that matching compares the same phonetic events, not the same frequencies.
 2. **Speaker normalisation**: coefficients 1… of the coded envelope (coefficient 0 is the level) are
-   standardised per speaker (voiced and unvoiced frames apart) and stacked with ``context`` frames
-   either side (weighted ½), giving a key per frame [N, (2·context + 1)·(D − 1)].
+   standardised per speaker (voiced and unvoiced frames apart), weighted by a falling lifter (1 for
+   coefficient 1 down to ``KEY_LIFTER_END`` for the last: the coarse shape, which says which sound it
+   is, counts more than the fine detail, which says more about whose vocal tract it is) and stacked
+   with ``context`` frames either side (weighted ½), giving a key per frame [N, (2·context + 1)·(D − 1)].
 3. **Alignment** (``align``, iterative nearest neighbours as in INCA, Erro et al. 2010): an affine map of
    the source's keys is fitted to their nearest target keys and the target keys' nearest source
    keys, applied, and fitted again (``iterations`` times). Mean/variance normalisation alone leaves
    a speaker bias, and a biased match picks the target frames that sound most like the source.
 4. **Selection**: per source frame the ``k`` target frames of the same voicing with the highest
-   cosine similarity; their envelopes and band aperiodicities are averaged, then smoothed over
-   ``smoothing`` frames. The source's level contour (coefficient 0) is kept.
+   cosine similarity; their envelopes and band aperiodicities are averaged, then smoothed along time
+   with a Hann window of ``smoothing`` frames (frame-to-frame jumps between frames of different
+   recordings are what makes WORLD's output sound rough; a 65 ms window removes them and keeps the
+   phonetic transitions). The source's level contour (coefficient 0) is kept.
+5. **Global-variance post-filter** (``restore_variance``, in ``mapping``): averaging and smoothing
+   shrink the envelope's variation over time; each coefficient's spread over the utterance is moved
+   ``variance_restore`` of the way (in the log domain) towards the target speaker's spread.
 
 Target keys are computed once per voice and kept in ``voice.cache``. Pure numpy on the calling thread;
 cost ~N_source · N_target · key size multiply-adds (offline ≈ 2–5 s per 10 s of speech on a loaded
@@ -33,6 +40,7 @@ from studio.engine.convert.voice import Voice, stored_envelopes
 from studio.engine.convert.world import decode_envelope
 
 WARP_RANGE = (0.8, 1.25)
+KEY_LIFTER_END = 0.3  # key weight of the last coefficient (the first has 1, linear in between)
 WARP_BAND_HZ = (150.0, 5000.0)
 MIN_ALIGN_FRAMES = 40
 _CHUNK = 1024
@@ -41,13 +49,15 @@ _CHUNK = 1024
 @dataclass(frozen=True)
 class SelectionSettings:
     """k: frames averaged per source frame; context: key frames either side; iterations: alignment
-    passes (0: none); smoothing: moving-average length in frames (1: none); warp: the source's
+    passes (0: none); smoothing: length in frames of the time smoothing (1: none); window: "hann"
+    (weighted, the default) or "box" (moving average, the earlier method); warp: the source's
     frequency warp factor, or None to estimate it."""
 
-    k: int = 4
+    k: int = 2
     context: int = 3
     iterations: int = 3
-    smoothing: int = 3
+    smoothing: int = 13
+    window: str = "hann"
     warp: float | None = None
 
 
@@ -94,12 +104,18 @@ def stack_context(z: np.ndarray, breaks: np.ndarray | None, context: int) -> np.
     return np.concatenate(parts, axis=1)
 
 
-def standardise(coded: np.ndarray, voiced: np.ndarray, mean_v, std_v, mean_u, std_u) -> np.ndarray:
-    """Coefficients 1… of coded envelopes [N, D] standardised with voiced/unvoiced statistics → [N, D − 1]."""
+def key_lifter(dims: int) -> np.ndarray:
+    """Weights [dims − 1] of coefficients 1 … dims − 1 in a key: 1 falling linearly to KEY_LIFTER_END."""
+    return np.linspace(1.0, KEY_LIFTER_END, max(dims - 1, 1))
+
+
+def standardise(coded: np.ndarray, voiced: np.ndarray, mean_v, std_v, mean_u, std_u, lifter: bool = True) -> np.ndarray:
+    """Coefficients 1… of coded envelopes [N, D] standardised with voiced/unvoiced statistics → [N, D − 1],
+    weighted by :func:`key_lifter` unless ``lifter`` is False."""
     z = np.empty((coded.shape[0], coded.shape[1] - 1))
     z[voiced] = (coded[voiced, 1:] - mean_v[1:]) / std_v[1:]
     z[~voiced] = (coded[~voiced, 1:] - mean_u[1:]) / std_u[1:]
-    return z
+    return z * key_lifter(coded.shape[1]) if lifter else z
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -132,9 +148,18 @@ class TargetIndex:
     rows_unvoiced: np.ndarray
 
 
+class NoFramesError(ValueError):
+    """The voice stores no frames to select from (a format-1 voice, or an empty store)."""
+
+
 def target_index(voice: Voice, context: int) -> TargetIndex:
-    """The voice's :class:`TargetIndex` (computed once per ``context`` and cached on the voice)."""
-    key = f"frameselect/{context}"
+    """The voice's :class:`TargetIndex` (computed once per ``context`` and cached on the voice).
+
+    NoFramesError when the voice has no stored frames (``voice.has_frames`` is False): use the
+    statistics method for it (``mapping.convert_to_voice`` does so by itself)."""
+    if not voice.has_frames:
+        raise NoFramesError(f"voice {voice.name!r} stores no frames for frame selection; use the statistics method")
+    key = f"frameselect/{context}/{KEY_LIFTER_END}"
     cached = voice.cache.get(key)
     if cached is not None:
         return cached
@@ -183,6 +208,25 @@ def align(queries: np.ndarray, fit_rows: np.ndarray, targets: np.ndarray, iterat
     return current
 
 
+def hann_smooth(x: np.ndarray, length: int) -> np.ndarray:
+    """Smoothing over time of [T, C] with a normalised Hann window of ``length`` frames (edges repeat)."""
+    if length <= 1 or x.shape[0] < 2:
+        return x
+    from scipy.ndimage import convolve1d
+
+    window = np.hanning(length + 2)[1:-1]
+    return convolve1d(x, window / window.sum(), axis=0, mode="nearest")
+
+
+def smooth(x: np.ndarray, length: int, window: str = "hann") -> np.ndarray:
+    """[T, C] smoothed over time by ``window`` ("hann" or "box") of ``length`` frames."""
+    if window == "hann":
+        return hann_smooth(x, length)
+    if window == "box":
+        return moving_average(x, length)
+    raise ValueError(f"window must be 'hann' or 'box', got {window!r}")
+
+
 def moving_average(x: np.ndarray, length: int) -> np.ndarray:
     """Centred moving average over time of [T, C] (edges repeat), ``length`` frames."""
     if length <= 1 or x.shape[0] < 2:
@@ -198,7 +242,12 @@ ALIGN_TARGET_FRAMES = 12000  # the target cloud the alignment pairs against (sub
 def select_frames(
     source_keys: np.ndarray, voiced: np.ndarray, fit_rows: np.ndarray, index: TargetIndex, settings: SelectionSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Averaged target envelopes [T, D] and band aperiodicities [T, B] for source keys [T, K]."""
+    """Averaged target envelopes [T, D] and band aperiodicities [T, B] for source keys [T, K].
+
+    ``fit_rows`` are the rows the alignment is fitted on (voiced speech). NoFramesError for an index
+    without frames (what a voice without frames would give: no selection is possible)."""
+    if index.envelope.shape[0] == 0:
+        raise NoFramesError("the target index holds no frames; use the statistics method")
     if settings.iterations > 0 and fit_rows.size >= MIN_ALIGN_FRAMES and index.rows_voiced.size:
         cloud = index.keys[index.rows_voiced[:: max(1, index.rows_voiced.size // ALIGN_TARGET_FRAMES)]]
         source_keys = align(source_keys, fit_rows, cloud, settings.iterations)
@@ -212,4 +261,4 @@ def select_frames(
         picks = rows[nearest_cosine(source_keys[mask], unit, settings.k)]
         env[mask] = index.envelope[picks].mean(axis=1)
         bap[mask] = index.bap[picks].mean(axis=1)
-    return moving_average(env, settings.smoothing), moving_average(bap, settings.smoothing)
+    return smooth(env, settings.smoothing, settings.window), smooth(bap, settings.smoothing, settings.window)

@@ -3,8 +3,9 @@
 Given a source utterance and a target :class:`Voice` (no parallel recordings needed), two methods:
 
 **frames** (the default, for voices that store real frames, format 2): F0 as in step 1 below, and
-every frame's envelope and band aperiodicity replaced by the average of its nearest real target frames
-after warping, speaker normalisation and alignment (``frameselect.py`` says how). Step 4 holds too.
+every frame's envelope and band aperiodicity replaced by the average of its 2 nearest real target
+frames after warping, speaker normalisation and alignment, smoothed over time, then the envelope's
+spread over time partly restored to the target's (``frameselect.py`` says how). Step 4 holds too.
 
 **statistics** (voices without frames, and ``SpeakerMapping(method="statistics")``):
 
@@ -43,10 +44,16 @@ from studio.engine.convert.world import (
 )
 
 DEFAULT_SELECTION = 0.7
-DEFAULT_NEIGHBOURS = 4
+DEFAULT_NEIGHBOURS = 2
+DEFAULT_SMOOTHING = 13  # frames (65 ms Hann window)
+DEFAULT_VARIANCE_RESTORE = 0.5
 METHODS = ("frames", "statistics")
 MIN_VOICED_FRAMES = 40  # fewer voiced frames than this (0.2 s): utterance statistics are not trusted
 SHORT_BLOCK_FRAMES = 40  # blocks shorter than this (the live hops) are matched frame by frame, no context
+# Short blocks keep the selection the live path was measured with (4 neighbours, 3-frame box): a 13-frame
+# window cannot reach across a 7-frame hop, it would only flatten the hop.
+SHORT_BLOCK_NEIGHBOURS = 4
+SHORT_BLOCK_SMOOTHING = 3
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,11 @@ class SpeakerMapping:
     context: frames method: key frames either side of each frame.
     align_iterations: frames method: alignment passes (0: none); needs 40 voiced frames, so short
         live blocks are matched unaligned.
-    smoothing: frames method: moving-average length over the selected envelopes, in frames.
+    smoothing: frames method: length in frames of the time smoothing over the selected envelopes.
+    window: frames method: "hann" (weighted smoothing) or "box" (moving average, the earlier method).
+    variance_restore: frames method: how far (0 … 1, in the log domain) each envelope coefficient's
+        spread over the utterance is moved towards the target speaker's (a global-variance post-filter
+        against the flattening of averaging and smoothing; needs 40 frames of a voicing class).
     warp: frames method: the source's frequency warp before matching; None estimates it.
     utterance_pitch: map F0 from the utterance's own mean ln F0 when it has 40 voiced frames (the
         register of a take varies; the source voice's spread is still used when one is given).
@@ -73,7 +84,9 @@ class SpeakerMapping:
     neighbours: int = DEFAULT_NEIGHBOURS
     context: int = 3
     align_iterations: int = 3
-    smoothing: int = 3
+    smoothing: int = DEFAULT_SMOOTHING
+    window: str = "hann"
+    variance_restore: float = DEFAULT_VARIANCE_RESTORE
     warp: float | None = None
     utterance_pitch: bool = True
     selection: float = DEFAULT_SELECTION
@@ -87,6 +100,10 @@ class SpeakerMapping:
             raise ValueError("context and align_iterations must be >= 0 and smoothing >= 1")
         if self.warp is not None and not frameselect.WARP_RANGE[0] <= self.warp <= frameselect.WARP_RANGE[1]:
             raise ValueError(f"warp must be in {frameselect.WARP_RANGE}, got {self.warp}")
+        if self.window not in ("hann", "box"):
+            raise ValueError(f"window must be 'hann' or 'box', got {self.window!r}")
+        if not 0.0 <= self.variance_restore <= 1.0:
+            raise ValueError(f"variance_restore must be in [0, 1], got {self.variance_restore}")
         if not 0.0 <= self.selection <= 1.0:
             raise ValueError(f"selection must be in [0, 1], got {self.selection}")
         if self.neighbours < 1:
@@ -242,18 +259,44 @@ def _convert_by_frames(
     else:
         norm = _warped_stats(stats, ratio, sr, fft, coded.shape[1])
     z = frameselect.standardise(warped, voiced, *norm)
-    settings = frameselect.SelectionSettings(
-        k=mapping.neighbours, context=mapping.context if features.frames >= SHORT_BLOCK_FRAMES else 0, iterations=mapping.align_iterations, smoothing=mapping.smoothing
-    )
+    if features.frames >= SHORT_BLOCK_FRAMES:
+        settings = frameselect.SelectionSettings(
+            k=mapping.neighbours, context=mapping.context, iterations=mapping.align_iterations,
+            smoothing=mapping.smoothing, window=mapping.window,
+        )
+    else:
+        settings = frameselect.SelectionSettings(
+            k=max(mapping.neighbours, SHORT_BLOCK_NEIGHBOURS), context=0, iterations=mapping.align_iterations,
+            smoothing=min(mapping.smoothing, SHORT_BLOCK_SMOOTHING), window="box",
+        )
     keys = frameselect.stack_context(z, None, settings.context)
     index = frameselect.target_index(target, settings.context)
     env, bap = frameselect.select_frames(keys, voiced, np.flatnonzero(v_rows), index, settings)
+    if mapping.variance_restore > 0:
+        env = restore_variance(env, voiced, target, mapping.variance_restore)
     env[:, 0] = coded[:, 0]  # keep the source's level contour
     sp = decode_envelope(env, sr, fft)
     ap = features.ap
     if mapping.aperiodicity and bap.shape[1] == code_aperiodicity(ap[:1], sr).shape[1]:
         ap = decode_aperiodicity(np.minimum(bap, -1e-3), sr, fft)
     return features.with_tracks(f0=f0, sp=sp, ap=ap)
+
+
+def restore_variance(env: np.ndarray, voiced: np.ndarray, target: Voice, amount: float) -> np.ndarray:
+    """Global-variance post-filter of coded envelopes [T, D]: per voicing class with at least
+    MIN_VOICED_FRAMES frames, coefficients 1… keep their utterance mean and have their spread over time
+    scaled by (target spread / utterance spread) ** ``amount`` (target spreads: the voice's
+    ``env_std_voiced``/``env_std_unvoiced``). Coefficient 0 (level) and short blocks are left alone."""
+    a = target.arrays
+    out = env.copy()
+    for rows, name in ((voiced, "env_std_voiced"), (~voiced, "env_std_unvoiced")):
+        if rows.sum() < MIN_VOICED_FRAMES:
+            continue
+        x = env[rows, 1:]
+        mean = x.mean(axis=0)
+        ratio = (a[name][1:].astype(np.float64) / np.maximum(x.std(axis=0), 1e-6)) ** amount
+        out[rows, 1:] = mean + (x - mean) * ratio
+    return out
 
 
 def _warped_stats(stats: SourceStats, ratio: float, sr: int, fft: int, dims: int) -> tuple[np.ndarray, ...]:

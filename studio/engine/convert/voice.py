@@ -91,8 +91,8 @@ class Voice:
 
     @property
     def has_frames(self) -> bool:
-        """True when the voice stores real frames for kNN frame selection (format 2)."""
-        return all(k in self.arrays for k in FRAME_ARRAYS)
+        """True when the voice stores real frames for kNN frame selection (format 2, at least one frame)."""
+        return all(k in self.arrays for k in FRAME_ARRAYS) and self.arrays["frames_env"].shape[0] > 0
 
     @property
     def envelope_dims(self) -> int:
