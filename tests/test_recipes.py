@@ -3,6 +3,7 @@ real scoring and export), resume and warm start across runs, the CLI, and the pi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -94,6 +95,7 @@ def test_four_recipes_cover_the_issue():
         assert r.cuda.amp == "bf16" and r.cuda.batch > r.cpu.batch and r.cuda.steps > r.cpu.steps
         assert r.schedule("cuda:0") is r.cuda and r.schedule("cpu") is r.cpu
     assert [r.family for r in RECIPES.values() if r.vocoder] == ["wavernn", "waveglow", "wavenet"]
+    assert get_recipe("speech-wavernn").config["lpc_order"] == 16  # the LPC configuration (docs/models.md)
     assert get_recipe("music-wavenet").config["n_mels"] == 0 and not get_recipe("music-wavenet").vocoder
     with pytest.raises(ValueError, match="recipes: speech-wavernn"):
         get_recipe("nope")
@@ -136,6 +138,24 @@ def test_speech_recipe_end_to_end_then_resume_then_warm_start(speech_set, tmp_pa
     text = (tmp_path / "models.md").read_text()
     rows = [line for line in text.split(START)[1].split(END)[0].splitlines() if "| speech-wavernn |" in line]
     assert len(rows) == 3 and "random weights" in rows[0] and "resumed" in rows[1] and "warm start" in rows[2]
+
+
+@pytest.mark.slow
+def test_lpc_recipe_trains_scores_and_exports_its_configuration(speech_set, tmp_path):
+    torch.set_num_threads(1)
+    recipe = get_recipe("speech-wavernn")
+    result = run_recipe(recipe, tiny_run(tmp_path, speech_set, config=TINY_WAVERNN))
+    assert result.started_from == "random weights" and result.train.step == 2
+    model = load_model(tmp_path / "models" / "speech-wavernn", family="wavernn")
+    assert model.config.lpc_order == 16 and model.config.rnn_dims == 16
+    assert model.card().provenance["recipe"] == "speech-wavernn"
+    assert set(result.scores["model"]) >= {"lsd", "mrstft"} and np.isfinite(result.scores["model"]["lsd"])
+    made, sr = files.load(result.sample)
+    assert sr == 16000 and made.size > 0 and np.isfinite(made).all()
+    # the run folder holds an LPC network: a recipe for another network does not continue it silently
+    plain = dataclasses.replace(recipe, config={**recipe.config, "lpc_order": 0})
+    with pytest.raises(ValueError, match=r"another network.*lpc_order=16 \(recipe: 0\).*--fresh"):
+        run_recipe(plain, tiny_run(tmp_path, speech_set, config=TINY_WAVERNN))
 
 
 @pytest.mark.slow

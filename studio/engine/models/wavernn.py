@@ -18,9 +18,20 @@ Heads: coarse FC1 on [h_coarse, aux1], fine FC1 on [h_fine, aux2], each FC2 on [
 The network input for a previous sample is its class mapped linearly to [-1, 1] (the mu-law
 companded value; for dual, coarse and fine scaled separately), the first step sees the class of 0.0.
 
+``lpc_order > 0`` (mu-law only) is the LPCNet split of the work: linear prediction computed from the mel
+(``studio.engine.audio.lpc``, order-16 per frame, the same function at training and generation time)
+supplies the spectral envelope, the network models the excitation. The signal ``s`` is the audio
+pre-emphasised by 0.85; per sample the prediction ``p_t = sum_k c_k s_{t-k}`` (the frame's predictor
+coefficients, handed in as the last ``lpc_order`` columns of the per-sample conditioning) and the input
+``I([compand(s_{t-1}), compand(p_t), e_{t-1}, mel_t, aux0_t])``; the softmax draws the mu-law class of the
+excitation ``e_t = s_t - p_t``, generation rebuilds ``s_t = p_t + e_t`` and de-emphasises. Training is
+teacher forced on the real signal (target: the class of ``s_t - p_t`` with ``p_t`` from the real past).
+Such a model steps with ``wavernn_step.LpcStepper`` (torch) or its C counterpart in ``wavernn_native``.
+
 Generation (``stream``): the fast path (``wavernn_step``) precomputes the conditioning's share of every
 layer and steps in C (``wavernn_native``, CPU float32, when a compiler is found; ``options={"native":
-False}`` or ``STUDIO_NO_NATIVE=1`` keeps the torch steps); ``options={"folded": True}`` generates
+False}`` or ``STUDIO_NO_NATIVE=1`` keeps the torch steps; LPC models too);
+``options={"folded": True}`` generates
 overlapping segments as one batch (``wavernn_fold``);
 ``generate_plain`` is the eager one-sample-at-a-time baseline on the nn modules themselves. Tests
 prove that they compute the same function. Threads: generation runs on the iterating thread; only
@@ -34,24 +45,30 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from studio.engine.audio.features import FeatureProfile
+from studio.engine.audio.lpc import deemphasise, lpc_from_mel, predict, preemphasise
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
 from studio.engine.models import wavernn_fold as fold
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
 from studio.engine.models.distribution import DistributionTap
 from studio.engine.models.fast_linear import intra_op_threads
 from studio.engine.models.wavernn_layers import UpsampleNetwork
-from studio.engine.models.wavernn_step import DualStepper, MulawStepper
+from studio.engine.models.wavernn_step import DualStepper, LpcStepper, MulawStepper
 
 log = logging.getLogger(__name__)
 
 MODES = ("mulaw", "dual")
 DUAL_BITS = 16
+MAX_LPC_ORDER = 32
+LPC_INPUTS = 3
+"""Per-step inputs of an LPC model: the previous (pre-emphasised) sample, this step's prediction (both
+mu-law companded, not quantised) and the previous excitation class's input value."""
 DEFAULT_FOLD_FRAMES = 40
 """Longest default folded segment in hops (fatchord's 11000 samples at hop 275)."""
 MIN_FOLD_FRAMES = 8
@@ -95,6 +112,10 @@ class WaveRNNConfig:
     res_blocks, compute_dims, res_out_dims: the mel residual network (res_out_dims splits into four
         auxiliary feature groups, so it must be divisible by 4).
     pad: mel context frames on each side seen by the residual network's first convolution.
+    lpc_order: 0 (the plain WaveRNN) or the order of the linear prediction computed from the mel
+        (``studio.engine.audio.lpc``; 16 is LPCNet's): the network then models the excitation
+        ``e_t = s_t - p_t`` of the pre-emphasised signal ``s`` in ``2**bits`` mu-law classes, given
+        ``[s_{t-1}, p_t, e_{t-1}]``, and generation rebuilds ``s_t = p_t + e_t`` (mode "mulaw" only).
     """
 
     mode: str = "mulaw"
@@ -107,6 +128,7 @@ class WaveRNNConfig:
     compute_dims: int = 128
     res_out_dims: int = 128
     pad: int = 2
+    lpc_order: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
@@ -122,6 +144,13 @@ class WaveRNNConfig:
             raise ValueError(f"dual mode splits the GRU state in two halves: rnn_dims must be even, got {self.rnn_dims}")
         if self.n_mels < 0:
             raise ValueError(f"n_mels must be >= 0 (0 = unconditional), got n_mels={self.n_mels}")
+        if not 0 <= self.lpc_order <= MAX_LPC_ORDER:
+            raise ValueError(f"lpc_order must be in 0..{MAX_LPC_ORDER} (0 = no linear prediction), got {self.lpc_order}")
+        if self.lpc_order and (self.mode != "mulaw" or not self.n_mels):
+            raise ValueError(
+                f"lpc_order={self.lpc_order} needs mode='mulaw' and a mel (n_mels > 0): the prediction comes "
+                f"from the mel; got mode={self.mode!r}, n_mels={self.n_mels}"
+            )
         if self.n_mels:
             if not self.upsample_scales or any(s < 1 for s in self.upsample_scales):
                 raise ValueError(f"upsample_scales must be positive integers, got {self.upsample_scales}")
@@ -165,6 +194,13 @@ def suggest_upsample_scales(hop_length: int, stages: int = 3) -> tuple[int, ...]
     return tuple(sorted(scales))
 
 
+def compand(x: Tensor, bits: int) -> Tensor:
+    """The mu-law compander without quantisation: ``sign(x) ln(1 + mu |x|) / ln(1 + mu)``, mu = 2**bits - 1
+    (an LPC model's continuous inputs: the previous sample and the prediction)."""
+    mu = float(2**bits - 1)
+    return torch.copysign(torch.log1p(x.abs() * mu), x) * (1.0 / math.log1p(mu))
+
+
 def sample_classes(logits: Tensor, u: Tensor, temperature: float) -> Tensor:
     """Draw one class per row of logits [B, K] by inverse CDF with uniforms u [B]; temperature 0 = argmax."""
     if temperature <= 0.0:
@@ -203,8 +239,9 @@ class WaveRNN(WaveformModel):
                 config.upsample_scales, config.n_mels, config.res_blocks, config.compute_dims,
                 config.res_out_dims, config.pad,
             )
+        self.lpc_order = config.lpc_order
         if config.mode == "mulaw":
-            self.I = nn.Linear(1 + self.n_mels + a, r)
+            self.I = nn.Linear(self.input_features + self.n_mels + a, r)
             self.rnn1 = nn.GRU(r, r, batch_first=True)
             self.rnn2 = nn.GRU(r + a, r, batch_first=True)
             self.fc1 = nn.Linear(r + a, f)
@@ -222,19 +259,30 @@ class WaveRNN(WaveformModel):
                 setattr(self, f"{head}_fc2", nn.Linear(f + a, f))
                 setattr(self, f"{head}_fc3", nn.Linear(f, 256))
         kind = f"{config.bits}-bit mu-law softmax" if config.mode == "mulaw" else "16-bit dual softmax"
+        if config.lpc_order:
+            kind = f"order-{config.lpc_order} LPC from the mel, {config.bits}-bit mu-law excitation"
         self.extra_card["description"] = f"WaveRNN ({kind}, {r}-unit GRU)"
 
     # -- interface ------------------------------------------------------------------------------
     @property
     def receptive_field(self) -> int:
-        """1: the network sees one past sample explicitly; all older history lives in the GRU state."""
-        return 1
+        """1 (the LPC order with linear prediction): the past samples the network sees explicitly; all
+        older history lives in the GRU state."""
+        return max(1, self.config.lpc_order)
+
+    @property
+    def input_features(self) -> int:
+        """Per-step sample inputs of the input layer: 1 (previous sample) or ``LPC_INPUTS``."""
+        return LPC_INPUTS if self.config.lpc_order else 1
 
     def training_loss(self, audio: Tensor, mel: Tensor | None) -> Tensor:
         """Teacher-forced cross-entropy in nats per sample (dual: coarse + fine, i.e. of the 16-bit value).
 
         audio [B, T] float in [-1, 1]; mel [B, n_mels, T // hop] or None when unconditioned.
         """
+        if self.lpc_order:
+            logits, targets = self._lpc_teacher_forced(audio, mel)
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         logits = self.teacher_forced_logits(audio, mel)
         targets = self.encode(audio)
         if self.config.mode == "mulaw":
@@ -291,7 +339,22 @@ class WaveRNN(WaveformModel):
         pad = self.config.pad
         padded = F.pad(mel, (pad, pad), mode="replicate") if pad else mel
         mel_up, aux = self.upsample(padded)
-        return torch.cat([mel_up, aux], dim=-1)[:, :num_samples]
+        parts = [mel_up[:, :num_samples], aux[:, :num_samples]]
+        if self.lpc_order:
+            parts.append(self.sample_lpc(mel, 0, num_samples).to(mel_up.dtype))
+        return torch.cat(parts, dim=-1)
+
+    def sample_lpc(self, mel: Tensor, start: int, stop: int) -> Tensor:
+        """Predictor coefficients of samples [start, stop) from the mel frames that hold them:
+        mel [B, n_mels, frames] (frame ``t // hop`` holds sample ``t``) -> [B, stop - start, lpc_order]
+        (float32). Computed in float64 (``audio.lpc.lpc_from_mel``) from this frame range only, so any
+        span of samples gets exactly the coefficients of the whole input."""
+        hop = self.config.hop_length
+        f0, f1 = start // hop, -(-stop // hop)
+        with torch.autocast(mel.device.type, enabled=False):
+            coef = lpc_from_mel(mel[..., f0:f1], self.profile, self.lpc_order)  # [B, frames, order]
+        per_sample = coef.to(torch.float32).repeat_interleave(hop, dim=1)
+        return per_sample[:, start - f0 * hop : stop - f0 * hop]
 
     def encode(self, audio: Tensor) -> Tensor:
         """float [-1, 1] -> long classes: mu-law classes, or 16-bit values ``coarse * 256 + fine``."""
@@ -340,6 +403,8 @@ class WaveRNN(WaveformModel):
                     f"audio of {t} samples needs a multiple of hop_length={hop} samples and {t // hop} mel "
                     f"frames; got {mel.shape[-1]} frames"
                 )
+        if self.lpc_order:
+            return self._lpc_teacher_forced(audio, mel)[0]
         cond = self.conditioning(mel, t, batch=b)
         table = self.class_inputs()
         q = self.encode(audio)
@@ -353,13 +418,35 @@ class WaveRNN(WaveformModel):
         f_prev = torch.cat([f_in.new_full((b, 1), float(table[start % 256])), f_in[:, :-1]], dim=1)
         return self._dual_sequence(torch.stack([c_prev, f_prev, c_in], dim=-1), cond)
 
+    def _lpc_teacher_forced(self, audio: Tensor, mel: Tensor) -> tuple[Tensor, Tensor]:
+        """LPC model, teacher forced on real audio [B, T]: (logits [B, T, K], excitation classes [B, T]).
+
+        ``s`` = the pre-emphasised audio, ``p`` its prediction from the frame's coefficients and the
+        real past of ``s``, the target the mu-law class of ``e = s - p``; the inputs at ``t`` are
+        ``[compand(s_{t-1}), compand(p_t), class input of e_{t-1}]`` (the first step sees 0, 0 and the
+        class of 0.0), as generation feeds them.
+        """
+        b, t = audio.shape
+        cond = self.conditioning(mel, t, batch=b)
+        nm, a = self.n_mels, self.aux_dims
+        coef = cond[..., nm + 4 * a :]
+        s = preemphasise(audio.float()).clamp(-1.0, 1.0)
+        p = predict(s, coef)
+        q = self.encode(s - p)
+        table = self.class_inputs()
+        s_prev = torch.cat([s.new_zeros(b, 1), s[:, :-1]], dim=1)
+        e_prev = torch.cat([table.new_full((b, 1), float(table[self.start_class])), table[q][:, :-1]], dim=1)
+        inputs = torch.stack([compand(s_prev, self.config.bits), compand(p, self.config.bits), e_prev], dim=-1)
+        return self._mulaw_sequence(inputs, cond[..., : nm + 4 * a]), q
+
     def _split_cond(self, cond: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         nm, a = self.n_mels, self.aux_dims
         return cond[..., :nm], *(cond[..., nm + i * a : nm + (i + 1) * a] for i in range(4))
 
     def _mulaw_sequence(self, prev: Tensor, cond: Tensor) -> Tensor:
         mel_up, a0, a1, a2, a3 = self._split_cond(cond)
-        x = self.I(torch.cat([prev.unsqueeze(-1), mel_up, a0], dim=-1))
+        prev = prev if prev.dim() == 3 else prev.unsqueeze(-1)  # [B, T, input_features]
+        x = self.I(torch.cat([prev, mel_up, a0], dim=-1))
         x = self.rnn1(x)[0] + x
         x = self.rnn2(torch.cat([x, a1], dim=-1))[0] + x
         y = torch.relu(self.fc1(torch.cat([x, a2], dim=-1)))
@@ -385,7 +472,7 @@ class WaveRNN(WaveformModel):
         return self._dual_heads(h, a1, a2, a3)
 
     # -- generation ---------------------------------------------------------------------------------
-    def stepper(self) -> MulawStepper | DualStepper:
+    def stepper(self) -> MulawStepper | LpcStepper | DualStepper:
         """The fast-path stepper with this model's current weights.
 
         Building one composes weights in float64 (about 0.1 s at 512 units), so it is cached and rebuilt
@@ -395,7 +482,8 @@ class WaveRNN(WaveformModel):
         key = tuple((p.data_ptr(), p.device, p.dtype, p._version) for p in self.parameters())
         cached = self.__dict__.get("_stepper_cache")
         if cached is None or cached[0] != key:
-            built = MulawStepper(self) if self.config.mode == "mulaw" else DualStepper(self)
+            kind = LpcStepper if self.lpc_order else MulawStepper if self.config.mode == "mulaw" else DualStepper
+            built = kind(self)
             self.__dict__["_stepper_cache"] = cached = (key, built)
         return cached[1]
 
@@ -471,7 +559,8 @@ class WaveRNN(WaveformModel):
         threads: int = 1,
         native: bool = True,
     ) -> Iterator[tuple[int, Tensor]]:
-        """Fast path on B streams: cond [B, T, C] -> yields (steps done, classes [B, T] being filled).
+        """Fast path on B streams: cond [B, T, C] -> yields (steps done, classes [B, T] being filled;
+        an LPC model fills the pre-emphasised signal [B, T] instead, see ``block_decoder``).
 
         ``threads``: torch intra-op threads on this thread while stepping (1 is fastest here, see
         ``wavernn_step._drive``). ``native``: the C step loop where available (see ``_generate_classes``).
@@ -492,7 +581,10 @@ class WaveRNN(WaveformModel):
         device = next(self.parameters()).device
         with intra_op_threads(threads):  # a spinning thread team on a loaded machine slows setup 10x
             uniforms = self.draw_uniforms(generator, total, batch)
-            classes = torch.zeros(batch, total, dtype=torch.long, device=device)
+            if self.lpc_order:  # the LPC stepper writes the (pre-emphasised) signal itself
+                classes = torch.zeros(batch, total, dtype=next(self.parameters()).dtype, device=device)
+            else:
+                classes = torch.zeros(batch, total, dtype=torch.long, device=device)
             stepper = self.stepper()
             runner = None
             if native:
@@ -509,8 +601,23 @@ class WaveRNN(WaveformModel):
         for done in runs:
             yield done, classes
 
+    def block_decoder(self, batch: int = 1) -> Callable[[Tensor], Tensor]:
+        """``decode(values [batch, n]) -> float32 audio [batch, n]`` for consecutive blocks of what
+        ``generate_classes`` fills: mu-law / dual classes (stateless), or an LPC model's pre-emphasised
+        signal, de-emphasised with each row's filter state carried from block to block."""
+        if not self.lpc_order:
+            return self.decode
+        state: dict[str, np.ndarray | None] = {"last": None}
+
+        def decode(signal: Tensor) -> Tensor:
+            out, state["last"] = deemphasise(signal.detach().cpu().numpy(), state=state["last"])
+            return torch.from_numpy(out).to(signal.device)
+
+        return decode
+
     def _generate_unfolded(self, request, source, generator, temperature, block) -> Iterator[Tensor]:
         emitted = 0
+        decode = self.block_decoder(1)
         stop, threads = (lambda: request.cancelled), self._threads(request)
         spans = source.cached([0], source.total)
         tap = DistributionTap.from_request(request)
@@ -520,7 +627,7 @@ class WaveRNN(WaveformModel):
             if done > emitted:
                 if tap is not None:
                     tap.flush(done)
-                yield self.decode(classes[0, emitted:done])
+                yield decode(classes[:1, emitted:done])[0]
                 emitted = done
             if request.cancelled:
                 return
@@ -537,10 +644,11 @@ class WaveRNN(WaveformModel):
         # segment 0 alone decides the samples before its cross-fade: only those get rows
         tap = DistributionTap.from_request(request, limit=min(total, fold.final_prefix(seg - 1, count, length, overlap)))
         native = self._native(request)
+        decode = self.block_decoder(count)
         first = min(block, FOLDED_FIRST_BLOCK)  # the head of segment 0 goes out early: playback starts sooner
         runs = self._generate_classes(spans, count, seg, generator, temperature, first, stop, threads, tap, native)
         for done, classes in runs:
-            audio[:, decoded:done] = self.decode(classes[:, decoded:done])
+            audio[:, decoded:done] = decode(classes[:, decoded:done])
             decoded = done
             ready = min(total, fold.final_prefix(done, count, length, overlap))
             due = block if emitted else first
@@ -591,6 +699,9 @@ class WaveRNN(WaveformModel):
             table = self.class_inputs()
             classes = torch.zeros(num_samples, dtype=torch.long, device=cond.device)
             start = self.start_class
+            if self.lpc_order:
+                signal = self._plain_lpc(cond, uniforms, temperature, table, start)
+                return torch.from_numpy(deemphasise(signal.cpu().numpy())[0]).to(cond.device).clamp_(-1.0, 1.0)
             if self.config.mode == "mulaw":
                 self._plain_mulaw(cond, uniforms, temperature, table, classes, start)
             else:
@@ -616,6 +727,33 @@ class WaveRNN(WaveformModel):
             classes[t] = q[0]
             x = table[q]
 
+    def _plain_lpc(self, cond, uniforms, temperature, table, start) -> Tensor:
+        """LPC model, one sample at a time: returns the pre-emphasised signal [T] (see ``LpcStepper``)."""
+        r, order, bits = self.config.rnn_dims, self.lpc_order, self.config.bits
+        h1 = cond.new_zeros(1, 1, r)
+        h2 = cond.new_zeros(1, 1, r)
+        history = cond.new_zeros(order)  # s_{t-1} ... s_{t-order}
+        e_in = table[start].view(1)
+        signal = cond.new_zeros(cond.shape[0])
+        rows = self.n_mels + 4 * self.aux_dims
+        for t in range(cond.shape[0]):
+            mel_t, a0, a1, a2, a3 = self._split_cond(cond[t])
+            p = (history * cond[t, rows:]).sum()
+            x = torch.cat([compand(torch.stack([history[0], p]), bits), e_in])
+            i = self.I(torch.cat([x, mel_t, a0]))
+            o1, h1 = self.rnn1(i.view(1, 1, r), h1)
+            x1 = o1.view(r) + i
+            o2, h2 = self.rnn2(torch.cat([x1, a1]).view(1, 1, -1), h2)
+            x2 = o2.view(r) + x1
+            y = torch.relu(self.fc1(torch.cat([x2, a2])))
+            y = torch.relu(self.fc2(torch.cat([y, a3])))
+            q = sample_classes(self.fc3(y).view(1, -1), uniforms[t, :, 0], temperature)
+            s = (p + self.decode(q)[0]).clamp(-1.0, 1.0)
+            signal[t] = s
+            history = torch.cat([s.view(1), history[:-1]])
+            e_in = table[q]
+        return signal
+
     def _plain_dual(self, cond, uniforms, temperature, table, classes, start) -> None:
         half = self.config.rnn_dims // 2
         h = cond.new_zeros(1, 1, self.config.rnn_dims)
@@ -640,6 +778,9 @@ class WaveRNN(WaveformModel):
 COND_CONTEXT_FRAMES = 2
 """Extra mel frames on each side of a conditioning span: the upsampling's smoothing reaches at most
 ``sum(1 / prod(scales[:i]))`` < 1.5 frames, so interior samples equal the whole-input conditioning."""
+
+LPC_BLOCK_FRAMES = 64
+"""Mel frames whose predictor coefficients a ``ConditioningSource`` computes at a time (0.8 s at hop 200)."""
 
 COND_SPAN_VALUES = 1 << 21
 """Floats of per-sample conditioning a ``ConditioningSource.cached`` block holds (8 MiB in float32)."""
@@ -669,8 +810,10 @@ class ConditioningSource:
             if mel.shape[2] * hop < total:
                 raise ValueError(f"{mel.shape[2]} mel frames cover {mel.shape[2] * hop} samples, need {total}")
             pad = model.config.pad
+            self.mel = mel[:1]
             self.padded = F.pad(mel[:1], (pad, pad), mode="replicate") if pad else mel[:1]
-        self.channels = model.n_mels + (model.config.res_out_dims if model.n_mels else 0)
+        self.channels = model.n_mels + (model.config.res_out_dims if model.n_mels else 0) + model.lpc_order
+        self.lpc_blocks: dict[int, Tensor] = {}
 
     def span(self, start: int, stop: int) -> Tensor:
         """Conditioning of global samples [start, stop) -> [1, stop - start, C]."""
@@ -686,10 +829,28 @@ class ConditioningSource:
         b = min(self.padded.shape[-1], f1 + 2 * pad + COND_CONTEXT_FRAMES)
         mel_up, aux = model.upsample(self.padded[..., a:b])
         lo = start - a * hop
-        out = torch.cat([mel_up[:, lo : lo + inside], aux[:, lo : lo + inside]], dim=-1)
+        parts = [mel_up[:, lo : lo + inside], aux[:, lo : lo + inside]]
+        if model.lpc_order:
+            parts.append(self._sample_lpc(start, start + inside).to(mel_up.dtype))
+        out = torch.cat(parts, dim=-1)
         if inside < n:
             out = F.pad(out, (0, 0, 0, n - inside))
         return out
+
+    def _sample_lpc(self, start: int, stop: int) -> Tensor:
+        """``model.sample_lpc`` of samples [start, stop) -> [1, n, order], from frame blocks of
+        ``LPC_BLOCK_FRAMES`` computed once each (folded generation asks for every stretch many times)."""
+        hop = self.model.config.hop_length
+        f0, f1 = start // hop, -(-stop // hop)
+        blocks = []
+        for i in range(f0 // LPC_BLOCK_FRAMES, -(-f1 // LPC_BLOCK_FRAMES)):
+            if i not in self.lpc_blocks:
+                lo = i * LPC_BLOCK_FRAMES
+                self.lpc_blocks[i] = self.model.sample_lpc(self.mel, lo * hop, (lo + LPC_BLOCK_FRAMES) * hop)
+            blocks.append(self.lpc_blocks[i])
+        joined = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
+        first = (f0 // LPC_BLOCK_FRAMES) * LPC_BLOCK_FRAMES * hop
+        return joined[:, start - first : stop - first]
 
     def cached(self, starts: list[int], length: int) -> Callable[[int, int], Tensor]:
         """``spans(t0, n)`` -> [len(starts), n, C]: stream ``i`` at global samples ``starts[i] + t0 ...``.
@@ -711,4 +872,7 @@ class ConditioningSource:
         return spans
 
 
-__all__ = ["ConditioningSource", "WaveRNN", "WaveRNNConfig", "default_fold_length", "sample_classes", "suggest_upsample_scales"]
+__all__ = [
+    "ConditioningSource", "WaveRNN", "WaveRNNConfig", "compand", "default_fold_length", "sample_classes",
+    "suggest_upsample_scales",
+]

@@ -15,6 +15,11 @@
  *     cw1[half,F] fw1[half,F] cw2[F,F] fw2[F,F] cfc3[F,K] cb3[K] ffc3[F,K] fb3[K] table[K];
  *     proj: gi[3H] cf1[F] ff1[F] cf2[F] ff2[F]
  *     state: h[B,H] prev[B,2]; scratch gh[B,3H] gi[B,3H] hn[B,H] y[B,F] y2[B,F] logits[B,K]
+ * LPC (mode 2; meta: mode B R F K O, then 14 weight and 12 state offsets) w: i_x[3,R] g1_x[3,3R] hh1[R,3R]
+ *     bhh1[3R] hh2[R,3R] bhh2[3R] w2x[R,3R] wf1x[R,F] wf2x[F,F] fc3[F,K] bfc3[K] table[K] decode[K]
+ *     consts[mu, 1/ln(1+mu)];  proj: as mu-law, plus lpc[O] (the step's predictor coefficients)
+ *     state: h1[B,R] h2[B,R] hist[B,O] (s_{t-1} first) e_in[B]; scratch as mu-law. Instead of classes it
+ *     writes the pre-emphasised signal s_t = clamp(p_t + decode[q], -1, 1) as float [B, stride].
  * uniforms [n, B, D] (D = 1 mu-law, 2 dual), classes int64 [B, stride] (step t of stream b at
  * b * stride + t; dual: coarse * 256 + fine). forced: read the classes instead of drawing them.
  * logits_out (or NULL): [n, D, B, K].
@@ -228,6 +233,28 @@ static int64_t draw(const float *restrict logits, int64_t K, float inv_temp, flo
     return K - 1;
 }
 
+/* ln(1 + x) for x >= 0 in double (no libm): split 1 + x = m 2^e with m in [sqrt(1/2), sqrt(2)), then
+ * ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172, by its odd series (error < 1e-15). */
+static double log1p_pos(double x) {
+    union { double d; uint64_t u; } v;
+    v.d = 1.0 + x;
+    int64_t e = (int64_t)((v.u >> 52) & 0x7ff) - 1023;
+    v.u = (v.u & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL; /* m in [1, 2) */
+    double m = v.d;
+    if (m > 1.4142135623730951) { m *= 0.5; e += 1; }
+    const double t = (m - 1.0) / (m + 1.0), t2 = t * t;
+    double series = 1.0 / 21.0;
+    for (int k = 19; k >= 1; k -= 2) series = series * t2 + 1.0 / k;
+    return (double)e * 0.6931471805599453 + 2.0 * t * series;
+}
+
+/* the mu-law compander without quantisation: sign(v) ln(1 + mu |v|) / ln(1 + mu) */
+static inline float compand(float v, float mu, float inv_log) {
+    const float a = v < 0.0f ? -v : v;
+    const float c = (float)log1p_pos((double)(a * mu)) * inv_log;
+    return v < 0.0f ? -c : c;
+}
+
 #define P(i) ((const float *)(intptr_t)proj[i])
 
 static void mulaw_steps(const int64_t *meta, const float *w, float *st, const int64_t *proj, const float *uniforms,
@@ -359,11 +386,76 @@ static void dual_steps(const int64_t *meta, const float *w, float *st, const int
     }
 }
 
+static void lpc_steps(const int64_t *meta, const float *w, float *st, const int64_t *proj, const float *uniforms,
+                      float inv_temp, float *signal, int64_t stride, int64_t t0, int64_t n, float *logits_out) {
+    const int64_t B = meta[1], R = meta[2], F = meta[3], K = meta[4], O = meta[5];
+    const int64_t *wo = meta + 6, *so = wo + 14;
+    const float *i_x = w + wo[0], *g1_x = w + wo[1], *hh1 = w + wo[2], *bhh1 = w + wo[3];
+    const float *hh2 = w + wo[4], *bhh2 = w + wo[5], *w2x = w + wo[6], *wf1x = w + wo[7], *wf2x = w + wo[8];
+    const float *fc3 = w + wo[9], *bfc3 = w + wo[10], *table = w + wo[11], *decode = w + wo[12];
+    const float mu = w[wo[13]], inv_log = w[wo[13] + 1];
+    float *h1 = st + so[0], *h2 = st + so[1], *hist = st + so[2], *e_in = st + so[3], *gh1 = st + so[4];
+    float *gh2 = st + so[5], *gi = st + so[6], *x1 = st + so[7], *y = st + so[8], *y2 = st + so[9];
+    float *logits = st + so[10], *work = st + so[11];
+    const int64_t G = 3 * R;
+    for (int64_t s = 0; s < n; s++) {
+        const int64_t t = t0 + s;
+        const float *icond = P(0) + s * B * R, *pg1 = P(1) + s * B * G, *pg2 = P(2) + s * B * G;
+        const float *pf1 = P(3) + s * B * F, *pf2 = P(4) + s * B * F, *plpc = P(5) + s * B * O;
+        float pred[B > 0 ? B : 1];
+        fill_rows(gh1, B, G, bhh1, 0);
+        gemm_acc(h1, R, B, R, hh1, G, gh1, G);
+        fill_rows(gh2, B, G, bhh2, 0);
+        gemm_acc(h2, R, B, R, hh2, G, gh2, G);
+        for (int64_t b = 0; b < B; b++) {
+            const float *hb_hist = hist + b * O, *c = plpc + b * O;
+            float p = 0.0f;
+            for (int64_t k = 0; k < O; k++) p += hb_hist[k] * c[k];
+            pred[b] = p;
+            const float x0 = compand(hb_hist[0], mu, inv_log), xp = compand(p, mu, inv_log), xe = e_in[b];
+            float *g = gi + b * G;
+            const float *pg = pg1 + b * G;
+            for (int64_t j = 0; j < G; j++) g[j] = pg[j] + (x0 * g1_x[j] + xp * g1_x[G + j] + xe * g1_x[2 * G + j]);
+            float *hb = h1 + b * R, *xo = x1 + b * R;
+            gru(g, gh1 + b * G, hb, R);
+            const float *ic = icond + b * R;
+            for (int64_t j = 0; j < R; j++) xo[j] = hb[j] + (ic[j] + (x0 * i_x[j] + xp * i_x[R + j] + xe * i_x[2 * R + j]));
+        }
+        fill_rows(gi, B, G, pg2, 1);
+        gemm_acc(x1, R, B, R, w2x, G, gi, G);
+        for (int64_t b = 0; b < B; b++) {
+            float *hb = h2 + b * R, *xo = x1 + b * R;
+            gru(gi + b * G, gh2 + b * G, hb, R);
+            for (int64_t j = 0; j < R; j++) xo[j] = hb[j] + xo[j];
+        }
+        fill_rows(y, B, F, pf1, 1);
+        gemm_acc(x1, R, B, R, wf1x, F, y, F);
+        relu(y, B * F);
+        fill_rows(y2, B, F, pf2, 1);
+        gemm_acc(y, F, B, F, wf2x, F, y2, F);
+        relu(y2, B * F);
+        fill_rows(logits, B, K, bfc3, 0);
+        gemm_acc(y2, F, B, F, fc3, K, logits, K);
+        if (logits_out) memcpy(logits_out + s * B * K, logits, (size_t)(B * K) * sizeof(float));
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t q = draw(logits + b * K, K, inv_temp, uniforms ? uniforms[s * B + b] : 0.0f, work);
+            float v = pred[b] + decode[q];
+            v = v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
+            signal[b * stride + t] = v;
+            float *hb_hist = hist + b * O;
+            memmove(hb_hist + 1, hb_hist, (size_t)(O - 1) * sizeof(float));
+            hb_hist[0] = v;
+            e_in[b] = table[q];
+        }
+    }
+}
+
 /* Run n steps of every stream from step t0 (see the header for the layouts). Returns n. */
 int64_t wavernn_steps(const int64_t *meta, const float *w, float *state, const int64_t *proj, const float *uniforms,
                       float inv_temp, int64_t *classes, int64_t stride, int64_t t0, int64_t n, float *logits_out,
                       int forced) {
     if (meta[0] == 0) mulaw_steps(meta, w, state, proj, uniforms, inv_temp, classes, stride, t0, n, logits_out, forced);
+    else if (meta[0] == 2) lpc_steps(meta, w, state, proj, uniforms, inv_temp, (float *)classes, stride, t0, n, logits_out);
     else dual_steps(meta, w, state, proj, uniforms, inv_temp, classes, stride, t0, n, logits_out, forced);
     return n;
 }

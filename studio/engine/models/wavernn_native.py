@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ from torch import Tensor
 
 from studio.engine.models.fast_linear import intra_op_threads
 from studio.engine.models.native_build import ENV_DISABLE, find_compiler, load_library  # noqa: F401 (re-exported)
-from studio.engine.models.wavernn_step import DualStepper, MulawStepper
+from studio.engine.models.wavernn_step import DualStepper, LpcStepper, MulawStepper
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,17 @@ class NativeWeights:
 
     def __init__(self, stepper: MulawStepper | DualStepper) -> None:
         self.stepper = stepper
-        if isinstance(stepper, MulawStepper):
+        self.order = 0
+        if isinstance(stepper, LpcStepper):
+            self.mode, self.draws, self.order = 2, 1, stepper.order
+            mu = float(2**stepper.bits - 1)
+            consts = torch.tensor([mu, 1.0 / math.log1p(mu)], dtype=torch.float32)
+            parts = [stepper.i_x, stepper.g1_x, stepper.hh1.weight, stepper.hh1.bias, stepper.hh2.weight,
+                     stepper.hh2.bias, stepper.w2_x.weight, stepper.wf1_x.weight, stepper.wf2_x.weight,
+                     stepper.fc3.weight, stepper.fc3.bias, stepper.input_table, stepper.decode_table, consts]
+            self.width, self.fc = stepper.rnn_dims, stepper.wf2_x.weight.shape[0]
+            self.classes = stepper.fc3.weight.shape[1]
+        elif isinstance(stepper, MulawStepper):
             self.mode, self.draws = 0, 1
             parts = [stepper.i_x, stepper.g1_x, stepper.hh1.weight, stepper.hh1.bias, stepper.hh2.weight,
                      stepper.hh2.bias, stepper.w2_x.weight, stepper.wf1_x.weight, stepper.wf2_x.weight,
@@ -106,6 +117,8 @@ class NativeWeights:
     def state_sizes(self, batch: int) -> list[int]:
         """Float counts of the state and scratch arrays for ``batch`` streams (header order)."""
         b, r, f, k = batch, self.width, self.fc, self.classes
+        if self.mode == 2:  # h1 h2 hist e_in gh1 gh2 gi x1 y y2 logits work
+            return [b * r, b * r, b * self.order, b, 3 * b * r, 3 * b * r, 3 * b * r, b * r, b * f, b * f, b * k, k]
         if self.mode == 0:  # h1 h2 x gh1 gh2 gi x1 y y2 logits work
             return [b * r, b * r, b, 3 * b * r, 3 * b * r, 3 * b * r, b * r, b * f, b * f, b * k, k]
         return [b * r, 2 * b, 3 * b * r, 3 * b * r, b * r, b * f, b * f, b * k, k]  # h prev gh gi hn y y2 logits work
@@ -123,12 +136,14 @@ class NativeRun:
         sizes = weights.state_sizes(batch)
         self.state = torch.zeros(sum(sizes))
         offs = _offsets(sizes)
-        self.meta = torch.tensor(
-            [weights.mode, batch, weights.width, weights.fc, weights.classes, *weights.offsets, *offs],
-            dtype=torch.int64,
-        )
+        head = [weights.mode, batch, weights.width, weights.fc, weights.classes]
+        if weights.mode == 2:
+            head.append(weights.order)
+        self.meta = torch.tensor([*head, *weights.offsets, *offs], dtype=torch.int64)
         table = weights.table
-        if weights.mode == 0:
+        if weights.mode == 2:  # zero history, the previous excitation is the class of 0.0
+            self.state[offs[3] : offs[3] + batch] = table[start_class]
+        elif weights.mode == 0:
             self.state[offs[2] : offs[2] + batch] = table[start_class]
         else:
             prev = self.state[offs[1] : offs[1] + 2 * batch].view(batch, 2)
@@ -148,9 +163,12 @@ class NativeRun:
     ) -> None:
         """Steps ``t0 .. t0+n-1`` on rows ``k0 .. k0+n-1`` of the chunk projections ``proj`` ([m, B, d_i],
         contiguous float32). uniforms [>= t0+n, B, draws] float32 (contiguous) or None for argmax;
-        classes [B, T] int64 contiguous (written, or read when ``forced``); logits_out [n, draws, B, K]."""
+        classes [B, T] int64 contiguous (written, or read when ``forced``; an LPC model writes its
+        pre-emphasised signal into a float32 [B, T] instead, and cannot be forced); logits_out [n, draws, B, K]."""
+        if forced and self.weights.mode == 2:
+            raise ValueError("the LPC step loop draws its excitation: it has no forced mode")
         b = self.batch
-        addrs = (ctypes.c_int64 * 5)(*(p.data_ptr() + k0 * b * p.shape[2] * 4 for p in proj))
+        addrs = (ctypes.c_int64 * len(proj))(*(p.data_ptr() + k0 * b * p.shape[2] * 4 for p in proj))
         draws = self.weights.draws
         u_ptr = None
         if uniforms is not None and temperature > 0.0:
@@ -182,8 +200,9 @@ class NativeRun:
         and projections (the C loop is one thread). ``tap``: a ``DistributionTap`` fed with stream 0's
         part-0 logits.
         """
-        if not (classes.is_contiguous() and classes.dtype == torch.int64 and uniforms.is_contiguous()):
-            raise ValueError("classes must be contiguous int64 and uniforms contiguous")
+        want = torch.float32 if self.weights.mode == 2 else torch.int64
+        if not (classes.is_contiguous() and classes.dtype == want and uniforms.is_contiguous()):
+            raise ValueError(f"classes must be contiguous {want} and uniforms contiguous")
         stepper, b, k = self.weights.stepper, self.batch, self.weights.classes
         chunk = stepper.chunk_steps(b)
         draws = self.weights.draws

@@ -141,9 +141,10 @@ class MulawStepper(_Stepper):
     def __init__(self, model) -> None:
         cfg = model.config
         r, f, nm, a = cfg.rnn_dims, cfg.fc_dims, model.n_mels, model.aux_dims
+        n_in = model.input_features
         like = model.I.weight
         w_i, b_i = _f64(model.I.weight), _f64(model.I.bias)
-        w_i_x, w_i_c = w_i[:, 0], w_i[:, 1:]  # [R], [R, nm + a]
+        w_i_x, w_i_c = w_i[:, 0] if n_in == 1 else w_i[:, :n_in], w_i[:, n_in:]  # [R] or [R, n_in], [R, nm + a]
         g1 = model.rnn1
         w1i, b1i = _f64(g1.weight_ih_l0), _f64(g1.bias_ih_l0)
         g2 = model.rnn2
@@ -168,8 +169,8 @@ class MulawStepper(_Stepper):
         groups = [(0, nm + a), (0, nm + a), (nm + a, nm + 2 * a), (nm + 2 * a, nm + 3 * a), (nm + 3 * a, c)]
         self._set_projections(weight, bias, groups, like)
         self.rnn_dims = r
-        self.i_x = _out(w_i_x, like)  # [R]: the previous sample's share of I
-        self.g1_x = _out(w1i @ w_i_x, like)  # [3R]: ... and of GRU1's input gates
+        self.i_x = _out(w_i_x if n_in == 1 else w_i_x.T, like)  # [R] ([n_in, R]): the sample inputs' share of I
+        self.g1_x = _out(w1i @ w_i_x if n_in == 1 else (w1i @ w_i_x).T, like)  # [3R] ([n_in, 3R]): ... of GRU1's gates
         self.hh1 = Affine(_out(_f64(g1.weight_hh_l0).T, like), _out(_f64(g1.bias_hh_l0), like))  # [R, 3R]
         self.hh2 = Affine(_out(_f64(g2.weight_hh_l0).T, like), _out(_f64(g2.bias_hh_l0), like))
         self.w2_x = Affine(_out(w2i[:, :r].T, like))  # [R, 3R]
@@ -207,6 +208,65 @@ class MulawStepper(_Stepper):
             q = choose(logits, t, 0)
             classes[:, t] = q
             return table[q].unsqueeze(1), h
+
+        return body
+
+
+class LpcStepper(MulawStepper):
+    """The mu-law stepper of an LPC WaveRNN (``lpc_order > 0``): the softmax draws the excitation.
+
+    Conditioning layout: ``[mel_up | aux0..aux3 | lpc (order)]``; ``project`` adds the per-step
+    predictor coefficients (time-major [n, B, order]) as its last entry. Per step and stream:
+    ``p = sum_k c_k s_{t-k}`` from the stream's own past output ``s`` (the pre-emphasised signal),
+    inputs ``[compand(s_{t-1}), compand(p), class input of e_{t-1}]`` enter I and GRU1 through the
+    composed ``[3, R]`` / ``[3, 3R]`` maps, the drawn class decodes to ``e`` and ``s_t = clamp(p + e)``
+    is written to ``signal[:, t]`` (float). The same arithmetic as ``WaveRNN._plain_lpc``.
+    """
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.order, self.bits = model.lpc_order, model.config.bits
+        self.lpc_rows = model.n_mels + 4 * model.aux_dims
+        self.decode_table = _out(model.decode(torch.arange(model.config.classes, device=model.I.weight.device)), self.input_table)
+
+    def project(self, cond: Tensor) -> list[Tensor]:
+        return super().project(cond) + [cond[..., self.lpc_rows :].transpose(0, 1)]
+
+    def step(self, x: Tensor, proj: list[Tensor], k: int, h: Tensor) -> tuple[Tensor, Tensor]:
+        """x [B, 3] the step's sample inputs, h [2, B, R] -> (logits [B, K], new h)."""
+        r = self.rnn_dims
+        icond, g1, g2, f1, f2 = proj[0][k], proj[1][k], proj[2][k], proj[3][k], proj[4][k]
+        gh1 = self.hh1(h[0])
+        gh2 = self.hh2(h[1])
+        h1 = _gru_gates(torch.addmm(g1, x, self.g1_x), gh1, h[0], r)
+        x1 = h1 + torch.addmm(icond, x, self.i_x)
+        h2 = _gru_gates(self.w2_x(x1, g2), gh2, h[1], r)
+        x2 = h2 + x1
+        y = torch.relu_(self.wf1_x(x2, f1))
+        y = torch.relu_(self.wf2_x(y, f2))
+        return self.fc3(y), torch.stack([h1, h2])
+
+    def _initial_state(self, batch: int, start_class: int):
+        table = self.input_table
+        h = table.new_zeros(2, batch, self.rnn_dims)
+        history = table.new_zeros(batch, self.order)  # s_{t-1} ... s_{t-order}
+        e_in = table[torch.full((batch,), start_class, dtype=torch.long, device=table.device)]
+        return history, e_in, h
+
+    def _make_body(self, choose: Chooser, signal: Tensor):
+        from studio.engine.models.wavernn import compand
+
+        table, decode, bits = self.input_table, self.decode_table, self.bits
+
+        def body(state, proj, k, t):
+            history, e_in, h = state
+            p = (history * proj[-1][k]).sum(-1)
+            x = torch.cat([compand(torch.stack([history[:, 0], p], dim=1), bits), e_in.unsqueeze(1)], dim=1)
+            logits, h = self.step(x, proj, k, h)
+            q = choose(logits, t, 0)
+            s = (p + decode[q]).clamp_(-1.0, 1.0)
+            signal[:, t] = s
+            return torch.cat([s.unsqueeze(1), history[:, :-1]], dim=1), table[q], h
 
         return body
 

@@ -3,8 +3,11 @@
 Sizes are chosen for samples learned per CPU-second while every model still streams at least 1.5x
 real time at 16 kHz on two CPU cores (see docs/models.md for the measurements behind them):
 
-- ``speech-wavernn``: 128-unit GRUs, 8-bit mu-law, short segments (the GRU is sequential over the
-  segment, so many short ones learn fastest).
+- ``speech-wavernn``: 128-unit GRUs, order-16 linear prediction from the mel (LPCNet's split: the
+  prediction supplies the envelope, an 8-bit mu-law softmax models the excitation), short segments
+  (the GRU is sequential over the segment, so many short ones learn fastest). Until 2026-11-27 it was
+  the plain 8-bit mu-law WaveRNN (the same config with ``lpc_order`` 0), which the LPC one beats on
+  every copy-synthesis metric (docs/models.md).
 - ``speech-waveglow``: 6 small flows; the mel upsampler spans one hop (its 80x80x200 weights are half the size).
 - ``speech-wavenet``: one cycle of 10 dilated layers (receptive field 1024 samples) of 32 channels.
 - ``music-wavenet``: unconditional, two cycles (2047 samples, 128 ms), trained on rendered Bach.
@@ -28,13 +31,14 @@ RECIPES: dict[str, Recipe] = {
             profile=SPEECH,
             config={
                 "mode": "mulaw", "bits": 8, "rnn_dims": 128, "fc_dims": 128, "res_blocks": 2,
-                "compute_dims": 32, "res_out_dims": 32, "pad": 2,
+                "compute_dims": 32, "res_out_dims": 32, "pad": 2, "lpc_order": 16,
             },
             dataset="festvox-ru",
-            cpu=DeviceSchedule(batch=32, segment_hops=4, steps=500, lr=2e-3, warmup_steps=20),
+            cpu=DeviceSchedule(batch=32, segment_hops=4, steps=2000, lr=2e-3, warmup_steps=20),
             cuda=DeviceSchedule(batch=256, segment_hops=8, steps=20000, lr=2e-3, warmup_steps=200, amp="bf16",
                                 checkpoint_every=1000),
-            description="WaveRNN speech vocoder (8-bit mu-law, 128-unit GRUs), 16 kHz, festvox-ru male Russian speaker",
+            description="LPC WaveRNN speech vocoder (order-16 linear prediction from the mel, 8-bit mu-law "
+            "excitation, 128-unit GRUs), 16 kHz, festvox-ru male Russian speaker",
         ),
         Recipe(
             name="speech-waveglow",

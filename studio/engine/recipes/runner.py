@@ -117,6 +117,26 @@ def _move_aside(folder: Path) -> None:
         log.info("moved the earlier run %s to %s", folder, target)
 
 
+NETWORK_KINDS = {"lpc_order": 0, "mode": "mulaw"}
+"""Config fields (with their defaults) that make another kind of network, not just another size: a run
+folder whose model differs from its recipe in one of them is not continued silently (a plain WaveRNN
+run under the recipe that is now the LPC one). Sizes may differ (tiny CI runs override them)."""
+
+
+def _check_same_network(recipe: Recipe, document: dict[str, Any], where: Path) -> None:
+    config = document.get("card", {}).get("config", {})
+    differ = [
+        f"{key}={config.get(key, default)!r} (recipe: {recipe.config[key]!r})"
+        for key, default in NETWORK_KINDS.items()
+        if key in recipe.config and config.get(key, default) != recipe.config[key]
+    ]
+    if differ:
+        raise ValueError(
+            f"{_relative(where)} holds another network than recipe {recipe.name}: {', '.join(differ)}; "
+            "run with --fresh (the old run folder is moved aside) to start the recipe's network"
+        )
+
+
 def plan_options(recipe: Recipe, run: RecipeRun, data: Path, stem: Path, shipped: Path | None) -> tuple[TrainOptions, str]:
     """The ``TrainOptions`` of this run and a phrase saying where it starts from."""
     schedule = recipe.schedule(run.device)
@@ -127,6 +147,7 @@ def plan_options(recipe: Recipe, run: RecipeRun, data: Path, stem: Path, shipped
     init_from = None
     start = 0
     if resume:
+        _check_same_network(recipe, read_document(stem), stem)
         start = int(read_document(stem).get("training_state", {}).get("step", 0))
         origin = f"resumed {_relative(stem)} at step {start}"
     elif not run.fresh and shipped is not None and _shipped(shipped):

@@ -1,0 +1,160 @@
+"""Linear prediction from mel features (the spectral envelope LPCNet-style vocoders hand to the network).
+
+Per mel frame (everything in float64 until the coefficients are returned):
+
+1. undo the profile's log (``features.decompress``) -> mel energies ``m`` (of the STFT magnitude or power);
+2. estimate the linear spectrum under the mel filters ``M`` by non-negative least squares, as the
+   project's Griffin-Lim does: the pseudo-inverse clamped at a small floor, then ``NNLS_ITERATIONS``
+   multiplicative updates ``S <- S * M^T m / M^T (M S)``; squared when the profile is a magnitude
+   mel (``power == 1``), so ``S`` is a power spectrum;
+3. multiply by the pre-emphasis filter's power response ``|1 - alpha e^{-jw}|^2`` (the network models the
+   pre-emphasised signal, LPCNet's 0.85), add a white-noise floor (``NOISE_FLOOR`` of the mean power);
+4. autocorrelation = inverse real FFT of that power spectrum, lags 0..order; Gaussian lag window
+   (``LAG_WINDOW_HZ``: bandwidth expansion) and white-noise correction ``r0 *= 1 + WHITE_NOISE``;
+5. Levinson-Durbin -> ``A(z) = 1 + a_1 z^-1 + ... + a_p z^-p``; reflection coefficients are clamped to
+   ``|k| <= MAX_REFLECTION``, so the synthesis filter ``1 / A(z)`` is always stable.
+
+The returned *predictor* coefficients are ``c_k = -a_k``: the prediction of sample ``t`` is
+``p_t = sum_k c_k s_{t-k}`` (``predict``). Coefficients do not depend on the mel's overall level (the
+autocorrelation's scale cancels), so silence frames give a (near) white-noise predictor.
+
+Pure torch (CPU or CUDA), no shared state: safe from any thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from studio.engine.audio.features import FeatureProfile, decompress, mel_filterbank
+
+DEFAULT_ORDER = 16
+PREEMPHASIS = 0.85
+"""LPCNet's pre-emphasis: the network sees ``s_t = x_t - 0.85 x_{t-1}``; the output is de-emphasised."""
+NNLS_ITERATIONS = 12
+LAG_WINDOW_HZ = 40.0
+"""Gaussian lag window ``w_k = exp(-(2 pi f k / fs)^2 / 2)``: widens every formant by about this much."""
+WHITE_NOISE = 1e-4
+"""White-noise correction of ``r0`` (-40 dB): keeps the normal equations well conditioned."""
+NOISE_FLOOR = 1e-5
+"""A white floor added to the power spectrum, relative to its mean (-50 dB)."""
+MAX_REFLECTION = 0.9999
+
+
+@functools.lru_cache(maxsize=8)
+def _basis(profile: FeatureProfile) -> tuple[np.ndarray, np.ndarray]:
+    basis = mel_filterbank(profile)
+    return basis, np.linalg.pinv(basis)
+
+
+def _basis_tensors(profile: FeatureProfile, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    basis, pinv = _basis(profile)
+    m = torch.from_numpy(basis).to(device)
+    covered = torch.from_numpy(basis.sum(axis=0) > 0).to(device)
+    return m, torch.from_numpy(pinv).to(device), covered
+
+
+def mel_to_power(mel: Tensor, profile: FeatureProfile, iterations: int = NNLS_ITERATIONS) -> Tensor:
+    """Mel features [..., n_mels, N] of ``profile`` -> estimated power spectrum [..., N, n_fft // 2 + 1]
+    (float64, >= 0; bins no mel filter covers are 0). See the module doc, steps 1-2."""
+    basis, pinv, covered = _basis_tensors(profile, mel.device)
+    m = decompress(mel.detach().to(torch.float64), profile).clamp_min(0.0)
+    m = m.transpose(-1, -2)  # [..., N, n_mels]
+    s = m @ pinv.T  # [..., N, F]
+    floor = 1e-6 * s.abs().amax(dim=-1, keepdim=True).clamp_min(1e-30)
+    s = torch.where(covered, torch.maximum(s, floor), torch.zeros_like(s))
+    target = m @ basis
+    for _ in range(iterations):
+        s = s * target / ((s @ basis.T) @ basis).clamp_min(1e-30)
+    return s if profile.power == 2.0 else s * s
+
+
+def preemphasis_response(bins: int, alpha: float, device: torch.device | None = None) -> Tensor:
+    """``|1 - alpha e^{-jw}|^2`` at ``bins`` frequencies from 0 to Nyquist, float64 [bins]."""
+    w = torch.linspace(0.0, math.pi, bins, dtype=torch.float64, device=device)
+    return 1.0 + alpha * alpha - 2.0 * alpha * torch.cos(w)
+
+
+def autocorrelation_from_power(power: Tensor, order: int, sample_rate: float) -> Tensor:
+    """Power spectrum [..., F] (F = n_fft // 2 + 1) -> windowed autocorrelation [..., order + 1]
+    (float64): noise floor, inverse real FFT, lag window, white-noise correction (module doc, 3-4)."""
+    power = power.to(torch.float64)
+    n_fft = 2 * (power.shape[-1] - 1)
+    if order >= n_fft:
+        raise ValueError(f"LPC order {order} needs more than {n_fft} autocorrelation lags (n_fft too small)")
+    power = power + NOISE_FLOOR * power.mean(dim=-1, keepdim=True).clamp_min(1e-30)
+    r = torch.fft.irfft(power, n=n_fft, dim=-1)[..., : order + 1]
+    k = torch.arange(order + 1, dtype=torch.float64, device=power.device)
+    lag = torch.exp(-0.5 * (2.0 * math.pi * LAG_WINDOW_HZ * k / sample_rate) ** 2)
+    r = r * lag
+    return torch.cat([r[..., :1] * (1.0 + WHITE_NOISE), r[..., 1:]], dim=-1)
+
+
+def levinson(r: Tensor) -> tuple[Tensor, Tensor]:
+    """Levinson-Durbin on autocorrelations r [..., p + 1] (float64) -> (a [..., p + 1] with a_0 = 1,
+    i.e. ``A(z)``; prediction error power [...]). Reflection coefficients are clamped to
+    ``|k| <= MAX_REFLECTION`` (a stable ``1 / A(z)`` even for a not quite positive-definite r)."""
+    r = r.to(torch.float64)
+    p = r.shape[-1] - 1
+    a = torch.zeros_like(r)
+    a[..., 0] = 1.0
+    err = r[..., 0].clamp_min(1e-300)
+    for i in range(1, p + 1):
+        acc = (a[..., :i] * r[..., 1 : i + 1].flip(-1)).sum(-1)
+        k = (-acc / err).clamp(-MAX_REFLECTION, MAX_REFLECTION)
+        prev = a[..., : i + 1].clone()
+        a[..., 1 : i + 1] = prev[..., 1 : i + 1] + k.unsqueeze(-1) * prev[..., :i].flip(-1)
+        err = (err * (1.0 - k * k)).clamp_min(1e-300)
+    return a, err
+
+
+def lpc_from_mel(
+    mel: Tensor, profile: FeatureProfile, order: int = DEFAULT_ORDER, preemphasis: float = PREEMPHASIS
+) -> Tensor:
+    """Predictor coefficients per frame: mel [..., n_mels, N] -> c [..., N, order] (float64), with
+    ``p_t = sum_{k=1..order} c[k-1] s_{t-k}`` predicting the pre-emphasised signal ``s``."""
+    if order < 1:
+        raise ValueError(f"LPC order must be >= 1, got {order}")
+    power = mel_to_power(mel, profile)
+    power = power * preemphasis_response(power.shape[-1], preemphasis, power.device)
+    a, _ = levinson(autocorrelation_from_power(power, order, profile.sample_rate))
+    return -a[..., 1:]
+
+
+def predict(signal: Tensor, coefficients: Tensor) -> Tensor:
+    """Teacher-forced prediction: signal [B, T] (samples before the segment count as 0) and per-sample
+    predictor coefficients [B, T, order] -> p [B, T] with ``p_t = sum_k c_t[k-1] s_{t-k}``."""
+    order = coefficients.shape[-1]
+    padded = torch.nn.functional.pad(signal, (order, 0))
+    # windows[:, t, j] = s_{t - order + j}; reverse so column k-1 holds s_{t-k}
+    windows = padded.unfold(-1, order, 1)[:, : signal.shape[-1]].flip(-1)
+    return (windows * coefficients).sum(-1)
+
+
+def preemphasise(audio: Tensor, alpha: float = PREEMPHASIS) -> Tensor:
+    """``s_t = x_t - alpha x_{t-1}`` along the last axis (x_{-1} = 0)."""
+    prev = torch.nn.functional.pad(audio[..., :-1], (1, 0))
+    return audio - alpha * prev
+
+
+def deemphasise(signal: np.ndarray, alpha: float = PREEMPHASIS, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of ``preemphasise`` on a block: signal [..., n] (numpy), state = the last output sample
+    of the previous block [...] (None: 0) -> (x [..., n] float32, new state [...]). Blocks joined
+    give the same result as one call on the whole signal."""
+    from scipy.signal import lfilter
+
+    s = np.asarray(signal, dtype=np.float64)
+    zi = np.zeros(s.shape[:-1] + (1,)) if state is None else alpha * np.asarray(state, dtype=np.float64)[..., None]
+    out, _ = lfilter([1.0], [1.0, -alpha], s, axis=-1, zi=zi)
+    last = out[..., -1] if out.shape[-1] else (np.zeros(s.shape[:-1]) if state is None else np.asarray(state))
+    return out.astype(np.float32), np.asarray(last, dtype=np.float64)
+
+
+__all__ = [
+    "DEFAULT_ORDER", "PREEMPHASIS", "autocorrelation_from_power", "deemphasise", "levinson", "lpc_from_mel",
+    "mel_to_power", "predict", "preemphasis_response", "preemphasise",
+]
