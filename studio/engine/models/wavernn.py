@@ -351,10 +351,15 @@ class WaveRNN(WaveformModel):
         span of samples gets exactly the coefficients of the whole input."""
         hop = self.config.hop_length
         f0, f1 = start // hop, -(-stop // hop)
+        per_sample = self.frame_lpc(mel, f0, f1).repeat_interleave(hop, dim=1)
+        return per_sample[:, start - f0 * hop : stop - f0 * hop]
+
+    def frame_lpc(self, mel: Tensor, f0: int, f1: int) -> Tensor:
+        """Predictor coefficients of mel frames [f0, f1): [B, n_mels, frames] -> [B, f1 - f0, lpc_order]
+        float32 (fewer where the mel ends first); each frame's depend on that frame alone."""
         with torch.autocast(mel.device.type, enabled=False):
             coef = lpc_from_mel(mel[..., f0:f1], self.profile, self.lpc_order)  # [B, frames, order]
-        per_sample = coef.to(torch.float32).repeat_interleave(hop, dim=1)
-        return per_sample[:, start - f0 * hop : stop - f0 * hop]
+        return coef.to(torch.float32)
 
     def encode(self, audio: Tensor) -> Tensor:
         """float [-1, 1] -> long classes: mu-law classes, or 16-bit values ``coarse * 256 + fine``."""
@@ -838,19 +843,22 @@ class ConditioningSource:
         return out
 
     def _sample_lpc(self, start: int, stop: int) -> Tensor:
-        """``model.sample_lpc`` of samples [start, stop) -> [1, n, order], from frame blocks of
-        ``LPC_BLOCK_FRAMES`` computed once each (folded generation asks for every stretch many times)."""
+        """``model.sample_lpc`` of samples [start, stop) -> [1, n, order], from blocks of
+        ``LPC_BLOCK_FRAMES`` frames computed once each (folded generation asks for every stretch many
+        times). The cache holds coefficients per frame, not per sample (hop times less: 60 s of audio
+        held 61 MB per sample, 0.3 MB per frame), and expands only the span asked for."""
         hop = self.model.config.hop_length
         f0, f1 = start // hop, -(-stop // hop)
         blocks = []
         for i in range(f0 // LPC_BLOCK_FRAMES, -(-f1 // LPC_BLOCK_FRAMES)):
             if i not in self.lpc_blocks:
                 lo = i * LPC_BLOCK_FRAMES
-                self.lpc_blocks[i] = self.model.sample_lpc(self.mel, lo * hop, (lo + LPC_BLOCK_FRAMES) * hop)
+                self.lpc_blocks[i] = self.model.frame_lpc(self.mel, lo, lo + LPC_BLOCK_FRAMES)
             blocks.append(self.lpc_blocks[i])
         joined = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
-        first = (f0 // LPC_BLOCK_FRAMES) * LPC_BLOCK_FRAMES * hop
-        return joined[:, start - first : stop - first]
+        first = (f0 // LPC_BLOCK_FRAMES) * LPC_BLOCK_FRAMES
+        per_sample = joined[:, f0 - first : f1 - first].repeat_interleave(hop, dim=1)
+        return per_sample[:, start - f0 * hop : stop - f0 * hop]
 
     def cached(self, starts: list[int], length: int) -> Callable[[int, int], Tensor]:
         """``spans(t0, n)`` -> [len(starts), n, C]: stream ``i`` at global samples ``starts[i] + t0 ...``.
