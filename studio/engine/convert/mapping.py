@@ -236,6 +236,19 @@ def convert_to_voice(
     return features.with_tracks(f0=f0, sp=sp, ap=ap)
 
 
+def prepare_short_blocks(target: Voice, mapping: SpeakerMapping, sample_rate: int, fft_size: int) -> None:
+    """Build now what converting short blocks (live hops) to ``target`` needs per voice: the frame
+    index for context-free keys (standardised, unit-length float32 keys and their contiguous columns
+    per voicing class, dequantised envelopes) and the warp estimator. Both are cached on the voice, so
+    the first hop does not pay ~0.1 s for them. Nothing to do for the statistics method or a voice
+    without frames. Call it before the first hop (``BlockConverter`` does, in its constructor)."""
+    if mapping.method != "frames" or not target.has_frames:
+        return
+    frameselect.target_index(target, 0)
+    if mapping.warp is None:
+        frameselect.warp_estimator(target, sample_rate, fft_size)
+
+
 def _convert_by_frames(
     features: WorldFeatures, coded: np.ndarray, stats: SourceStats, target: Voice, mapping: SpeakerMapping, f0: np.ndarray
 ) -> WorldFeatures:
@@ -244,8 +257,11 @@ def _convert_by_frames(
     a = target.arrays
     voiced = features.voiced
     speech = speech_mask(coded)
+    short = features.frames < SHORT_BLOCK_FRAMES  # a live hop: per-hop matcher, precomputed warp target
     ratio = mapping.warp
-    if ratio is None:
+    if ratio is None and short:
+        ratio = frameselect.warp_estimator(target, sr, fft).estimate(stats.env_mean_voiced)
+    elif ratio is None:
         ratio = frameselect.estimate_warp(stats.env_mean_voiced, a["env_mean_voiced"].astype(np.float64), sr, fft)
     warped = coded
     if ratio != 1.0:
@@ -259,7 +275,7 @@ def _convert_by_frames(
     else:
         norm = _warped_stats(stats, ratio, sr, fft, coded.shape[1])
     z = frameselect.standardise(warped, voiced, *norm)
-    if features.frames >= SHORT_BLOCK_FRAMES:
+    if not short:
         settings = frameselect.SelectionSettings(
             k=mapping.neighbours, context=mapping.context, iterations=mapping.align_iterations,
             smoothing=mapping.smoothing, window=mapping.window,
@@ -267,7 +283,7 @@ def _convert_by_frames(
     else:
         settings = frameselect.SelectionSettings(
             k=max(mapping.neighbours, SHORT_BLOCK_NEIGHBOURS), context=0, iterations=mapping.align_iterations,
-            smoothing=min(mapping.smoothing, SHORT_BLOCK_SMOOTHING), window="box",
+            smoothing=min(mapping.smoothing, SHORT_BLOCK_SMOOTHING), window="box", per_hop=True,
         )
     keys = frameselect.stack_context(z, None, settings.context)
     index = frameselect.target_index(target, settings.context)

@@ -10,7 +10,8 @@ tracks (voice mapping, pitch, formants, whisper) and renders the current hop's f
 phase-continuous :class:`PulseSynth` (separately synthesised windows would restart the pulse train at
 every seam). Speaker mapping uses running statistics of the live input (the
 utterance statistics of the offline path), starting from the source voice when one is given, else from
-the target's own (no change) and moving towards the speaker's as voiced speech accumulates.
+the target's own (no change) and moving towards the speaker's as voiced speech accumulates. What the
+voice's frame matching needs per voice (its key index, the warp estimator) is built in the constructor.
 A noise gate skips analysis when the hop is quieter than ``gate_db`` (and fades to silence).
 
 Not thread-safe: one worker thread owns a BlockConverter. Allocates (numpy, WORLD): never call it
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from studio.engine.convert.mapping import SourceStats, convert_to_voice
+from studio.engine.convert.mapping import SourceStats, convert_to_voice, prepare_short_blocks
 from studio.engine.convert.pulsesynth import PulseSynth
 from studio.engine.convert.transforms import apply_transform
 from studio.engine.convert.voice import SPEECH_RANGE_DB
@@ -129,6 +130,7 @@ class BlockConverter:
         if target.voice is not None:
             prior = SourceStats.of_voice(target.source if target.source is not None else target.voice)
             self.running = RunningStats(prior)
+            prepare_short_blocks(target.voice, target.mapping, self.sample_rate, fft_size)
         self.timing = BlockTiming()
 
     @property

@@ -36,7 +36,7 @@ SOURCES = {
 OWN_VOICE = ""  # the voice combo's data for "no target voice"
 HOP_CHOICES_MS = (20, 30, 40, 60, 80, 120)
 DEVICE_BLOCKS = (128, 256, 512, 1024)
-AUTO_HOP = 0  # the hop combo's data for "auto": 20 ms for transforms, 30 ms with a target voice (live.default_hop_ms)
+AUTO_HOP = 0  # the hop combo's data for "auto": the engine's choice for the target (live.default_hop_ms; 20 ms today)
 DEFAULT_GATE_DB = -55.0
 
 
@@ -147,7 +147,7 @@ class ConvertPanel(QWidget):
             self.hop.addItem(f"{ms} ms", ms)
         self.hop.setCurrentIndex(0)
         self.hop.setToolTip("Conversion block: longer blocks give more headroom and more latency "
-                            "(auto: 20 ms for your own voice's transforms, 30 ms with a target voice)")
+                            "(auto: the engine's choice for the target, 20 ms today)")
         self.device_block = QComboBox()
         for frames in DEVICE_BLOCKS:
             self.device_block.addItem(f"{frames}", frames)
