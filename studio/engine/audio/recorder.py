@@ -574,6 +574,8 @@ class Recorder:
         drops = self._ring_drops
         wrote = 0
         while True:
+            if self._reached_max():
+                return wrote
             end = ring.read_pos + ring.readable()  # first: every drop below ``end`` is already noted
             if drops and drops[0][0] <= ring.read_pos:
                 at, lost = drops.popleft()
