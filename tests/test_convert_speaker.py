@@ -229,3 +229,38 @@ def test_live_blocks_convert_to_the_target_register_and_lean_to_the_target(voice
     assert speaker_similarity.similarity(e, voices[target].speaker_embedding) > speaker_similarity.similarity(
         e, voices[source].speaker_embedding
     )
+
+
+def test_short_takes_lean_on_the_source_voice_register(voices):
+    """The take's mean ln F0 is blended with the source voice's, weighted n / (n + prior) for n voiced
+    speech frames: no prior maps from the take's own register, a huge one from the voice's, and a
+    longer take of the same speech keeps more of its own."""
+    from studio.engine.convert.mapping import convert_to_voice
+    from studio.engine.convert.voice import speech_mask
+    from studio.engine.convert.world import code_envelope
+
+    source, target = voices["allison"], voices["ru"]
+    audio = clips_of("allison")[0].astype(np.float64)
+
+    def output_mean(seconds: float, prior: float) -> tuple[float, float, int]:
+        f = analyze(audio[: int(seconds * RATE)], RATE)
+        sv = f.voiced & speech_mask(code_envelope(f.sp, RATE, target.envelope_dims))
+        mapping = SpeakerMapping(method="statistics", pitch_prior_frames=prior)
+        out = convert_to_voice(f, target, mapping, source)
+        own = float(np.log(f.f0[sv]).mean())
+        # Output register minus the target's, in source-spread units, is (own − mean used) · ratio of spreads.
+        used = own - (float(np.log(out.f0[sv]).mean()) - target.lf0_mean) * source.lf0_std / target.lf0_std
+        return used, own, int(sv.sum())
+
+    used, own, n = output_mean(3.0, 0.0)
+    assert n >= 40 and used == pytest.approx(own, abs=1e-9)
+    used, own, _ = output_mean(3.0, 1e12)
+    assert used == pytest.approx(source.lf0_mean, abs=1e-6)
+    used, own, n = output_mean(3.0, 50.0)
+    weight = n / (n + 50.0)
+    assert used == pytest.approx(weight * own + (1 - weight) * source.lf0_mean, abs=1e-9)
+    short_used, short_own, short_n = output_mean(0.8, 50.0)
+    assert 40 <= short_n < n  # the short take leans further towards the voice
+    assert abs(short_used - short_own) / abs(source.lf0_mean - short_own) > abs(used - own) / abs(source.lf0_mean - own)
+    with pytest.raises(ValueError, match="pitch_prior_frames"):
+        SpeakerMapping(pitch_prior_frames=-1)

@@ -47,6 +47,7 @@ DEFAULT_SELECTION = 0.7
 DEFAULT_NEIGHBOURS = 2
 DEFAULT_SMOOTHING = 13  # frames (65 ms Hann window)
 DEFAULT_VARIANCE_RESTORE = 0.5
+DEFAULT_PITCH_PRIOR_FRAMES = 50.0  # voiced frames (0.25 s) of prior weight on the source's mean ln F0
 METHODS = ("frames", "statistics")
 MIN_VOICED_FRAMES = 40  # fewer voiced frames than this (0.2 s): utterance statistics are not trusted
 SHORT_BLOCK_FRAMES = 40  # blocks shorter than this (the live hops) are matched frame by frame, no context
@@ -74,6 +75,9 @@ class SpeakerMapping:
     warp: frames method: the source's frequency warp before matching; None estimates it.
     utterance_pitch: map F0 from the utterance's own mean ln F0 when it has 40 voiced frames (the
         register of a take varies; the source voice's spread is still used when one is given).
+    pitch_prior_frames: the utterance's mean ln F0 is blended with the source statistics' mean,
+        weighted n / (n + pitch_prior_frames) for a take of n voiced speech frames (0: the take's
+        own mean alone): a short take's mean follows its few syllables' intonation, not the speaker.
     selection: statistics method: weight in [0, 1] of the frame-selection envelope against the statistics-mapped one.
     pitch_semitones: extra shift applied after the F0 mapping (a user's fine adjustment).
     aperiodicity: shift the voiced frames' band aperiodicity (breathiness) by the difference of the
@@ -89,6 +93,7 @@ class SpeakerMapping:
     variance_restore: float = DEFAULT_VARIANCE_RESTORE
     warp: float | None = None
     utterance_pitch: bool = True
+    pitch_prior_frames: float = DEFAULT_PITCH_PRIOR_FRAMES
     selection: float = DEFAULT_SELECTION
     pitch_semitones: float = 0.0
     aperiodicity: bool = True
@@ -104,6 +109,8 @@ class SpeakerMapping:
             raise ValueError(f"window must be 'hann' or 'box', got {self.window!r}")
         if not 0.0 <= self.variance_restore <= 1.0:
             raise ValueError(f"variance_restore must be in [0, 1], got {self.variance_restore}")
+        if self.pitch_prior_frames < 0:
+            raise ValueError(f"pitch_prior_frames must be >= 0, got {self.pitch_prior_frames}")
         if not 0.0 <= self.selection <= 1.0:
             raise ValueError(f"selection must be in [0, 1], got {self.selection}")
         if self.neighbours < 1:
@@ -218,8 +225,11 @@ def convert_to_voice(
     voiced = features.voiced
     speech_voiced = voiced & speech_mask(coded)
     utterance_mean = None
-    if mapping.utterance_pitch and speech_voiced.sum() >= MIN_VOICED_FRAMES:
-        utterance_mean = float(np.log(features.f0[speech_voiced]).mean())
+    n_voiced = int(speech_voiced.sum())
+    if mapping.utterance_pitch and n_voiced >= MIN_VOICED_FRAMES:
+        weight = n_voiced / (n_voiced + mapping.pitch_prior_frames)
+        own = float(np.log(features.f0[speech_voiced]).mean())
+        utterance_mean = weight * own + (1.0 - weight) * stats.lf0_mean
     f0 = map_f0(features.f0, stats, target, mapping.pitch_semitones, utterance_mean)
     if mapping.method == "frames" and target.has_frames:
         return _convert_by_frames(features, coded, stats, target, mapping, f0)
