@@ -155,12 +155,30 @@ def play_and_record(signal: np.ndarray, rate: int = PROBE_RATE) -> ProbeRun:
     )
 
 
+ESTIMATE_SLACK_MS = 10.0
+"""How far below zero a run's measured-minus-estimated round trip may come before the estimate is distrusted."""
+
+
 def system_latency_ms(through: dict, loopback: dict) -> float:
     """Latency of what sits between the probe's output and input in ``through`` (ms), from two
     :func:`measure` results: each run's own device round trip is taken out, then what the plain
-    ``loopback`` run still measured (the sound server's share) is subtracted."""
+    ``loopback`` run still measured (the sound server's share) is subtracted.
+
+    PortAudio's estimate is usually within a few ms of the stream's real round trip, but not always
+    (once a loopback run measured 112 ms with an estimate of 362 ms, which made the converter look 387 ms
+    slow). A share that comes out negative beyond ``ESTIMATE_SLACK_MS`` means an estimate is wrong: then
+    the plain difference of the two measured round trips is used (it keeps the ±10 ms spread of the
+    probe's own streams, but no error of the estimate)."""
     own = through["round_trip_ms"] - through["device_round_trip_ms"]
-    return own - (loopback["round_trip_ms"] - loopback["device_round_trip_ms"])
+    share = loopback["round_trip_ms"] - loopback["device_round_trip_ms"]
+    if own < -ESTIMATE_SLACK_MS or share < -ESTIMATE_SLACK_MS:
+        log.warning(
+            "PortAudio's latency estimate is off (through %.0f ms measured vs %.0f estimated, loopback %.0f vs %.0f): "
+            "using the plain difference of the round trips", through["round_trip_ms"], through["device_round_trip_ms"],
+            loopback["round_trip_ms"], loopback["device_round_trip_ms"],
+        )
+        return through["round_trip_ms"] - loopback["round_trip_ms"]
+    return own - share
 
 
 def measure(seconds: float = 3.0, rate: int = PROBE_RATE, save_to: str | None = None, attempts: int = DEFAULT_ATTEMPTS) -> dict:
