@@ -329,6 +329,15 @@ class WaveRNN(WaveformModel):
         if not self.n_mels:
             ref = next(self.parameters())
             return ref.new_zeros(batch, num_samples, 0)
+        mel_up, aux = self.upsample(self.padded_mel(mel, num_samples))
+        parts = [mel_up[:, :num_samples], aux[:, :num_samples]]
+        if self.lpc_order:
+            parts.append(self.sample_lpc(mel, 0, num_samples).to(mel_up.dtype))
+        return torch.cat(parts, dim=-1)
+
+    def padded_mel(self, mel: Tensor | None, num_samples: int) -> Tensor:
+        """``mel`` [B, n_mels, frames] checked (present, shaped, covering ``num_samples``) and padded by
+        repeating its first/last frame ``pad`` times: [B, n_mels, frames + 2 * pad]. ValueError otherwise."""
         if mel is None:
             raise ValueError("this WaveRNN is mel-conditioned: give mel frames")
         if mel.dim() != 3 or mel.shape[1] != self.n_mels:
@@ -337,12 +346,7 @@ class WaveRNN(WaveformModel):
         if mel.shape[2] * hop < num_samples:
             raise ValueError(f"{mel.shape[2]} mel frames cover {mel.shape[2] * hop} samples, need {num_samples}")
         pad = self.config.pad
-        padded = F.pad(mel, (pad, pad), mode="replicate") if pad else mel
-        mel_up, aux = self.upsample(padded)
-        parts = [mel_up[:, :num_samples], aux[:, :num_samples]]
-        if self.lpc_order:
-            parts.append(self.sample_lpc(mel, 0, num_samples).to(mel_up.dtype))
-        return torch.cat(parts, dim=-1)
+        return F.pad(mel, (pad, pad), mode="replicate") if pad else mel
 
     def sample_lpc(self, mel: Tensor, start: int, stop: int) -> Tensor:
         """Predictor coefficients of samples [start, stop) from the mel frames that hold them:
@@ -807,16 +811,8 @@ class ConditioningSource:
         self.model, self.total = model, total
         self.padded = None
         if model.n_mels:
-            if mel is None:
-                raise ValueError("this WaveRNN is mel-conditioned: give mel frames")
-            if mel.dim() != 3 or mel.shape[1] != model.n_mels:
-                raise ValueError(f"mel must be [B, n_mels={model.n_mels}, frames], got shape {tuple(mel.shape)}")
-            hop = model.config.hop_length
-            if mel.shape[2] * hop < total:
-                raise ValueError(f"{mel.shape[2]} mel frames cover {mel.shape[2] * hop} samples, need {total}")
-            pad = model.config.pad
+            self.padded = model.padded_mel(mel, total)[:1]
             self.mel = mel[:1]
-            self.padded = F.pad(mel[:1], (pad, pad), mode="replicate") if pad else mel[:1]
         self.channels = model.n_mels + (model.config.res_out_dims if model.n_mels else 0) + model.lpc_order
         self.lpc_blocks: dict[int, Tensor] = {}
 
