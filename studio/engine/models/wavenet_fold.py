@@ -294,32 +294,26 @@ def _native_folded(model, request, mel, num_samples, generator, noise_stream, ch
     cond_rows, cond_lo, cond_hi = None, 0, 0
     temperature = float(request.temperature)
     t, sent, run = 0, 0, 4  # run: steps per native call, adapted to NATIVE_RUN_SECONDS
-    partial = None  # what was made when a cancel arrived before a native call
     while t < seg_len:
         with torch.inference_mode(), intra_op_threads(1):
             if t >= cond_hi:  # the first span only as long as the first block: it is heard sooner
                 cond_lo, cond_hi = t, min(seg_len, t + (cond_span if t else min(cond_span, max(64, block))))
                 spans = _batched_cond(model, mel, starts, cond_lo, cond_hi - cond_lo, valid, request)
                 cond_rows = None if spans is None else spans.permute(2, 0, 1).contiguous()
-            if request.cancelled:  # keep what was made: the caller gets the partial block (below)
-                ready = min(t, final0)
-                if ready > sent:
-                    partial = model.decode(classes[sent + 1 : ready + 1, 0])
-                    sent = ready
-                break
-            m = min(run, cond_hi - t, noise_block - t % noise_block)
-            cond = None if cond_rows is None else cond_rows[t - cond_lo : t - cond_lo + m]
-            rows = noise.rows(t, m) if temperature > 0 else None
-            began = time.perf_counter()
-            stepper.run(classes, cond, rows, t, m, run_logits)
-            took = time.perf_counter() - began
-            if tap is not None:
-                tap.record_span(t, run_logits[:m, 0])
-            if took < NATIVE_RUN_SECONDS[0] and m == run:
-                run = min(512, run * 2)
-            elif took > NATIVE_RUN_SECONDS[1]:
-                run = max(1, run // 2)
-            t += m
+            if not request.cancelled:  # a cancel before the call: no step, the partial block below
+                m = min(run, cond_hi - t, noise_block - t % noise_block)
+                cond = None if cond_rows is None else cond_rows[t - cond_lo : t - cond_lo + m]
+                rows = noise.rows(t, m) if temperature > 0 else None
+                began = time.perf_counter()
+                stepper.run(classes, cond, rows, t, m, run_logits)
+                took = time.perf_counter() - began
+                if tap is not None:
+                    tap.record_span(t, run_logits[:m, 0])
+                if took < NATIVE_RUN_SECONDS[0] and m == run:
+                    run = min(512, run * 2)
+                elif took > NATIVE_RUN_SECONDS[1]:
+                    run = max(1, run // 2)
+                t += m
             ready = min(t, final0)
             piece = None
             if ready - sent >= block or (ready > sent and request.cancelled):
@@ -331,10 +325,4 @@ def _native_folded(model, request, mel, num_samples, generator, noise_stream, ch
             yield piece
         if request.cancelled:
             return
-    if partial is not None:  # a cancel before a native call: yielded outside the torch contexts
-        if tap is not None:
-            tap.flush(sent)
-        yield partial
-    if request.cancelled:
-        return
     yield from _joined(model, request, classes, num_samples, length, overlap, sent, block, tap)
