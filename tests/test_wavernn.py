@@ -4,15 +4,13 @@ training on real speech, and the base streaming interface. Tiny models; the whol
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 import threading
 import time
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from support.tiny_training import espeak_word
 
 from studio.engine.audio.features import FeatureProfile, MelFrontEnd
 from studio.engine.models import wavernn_fold as fold
@@ -401,18 +399,7 @@ def test_cancel_lands_within_200_ms(folded):
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> np.ndarray:
     """About 0.6 s of real synthesized speech (espeak-ng), resampled to the tiny profile's 16 kHz."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        pytest.skip("espeak-ng is not installed (scripts/setup installs it)")
-    path = tmp_path_factory.mktemp("speech") / "word.wav"
-    subprocess.run([exe, "-w", str(path), "-s", "160", "seven"], check=True, capture_output=True)
-    audio, rate = sf.read(path, dtype="float32")
-    import soxr
-
-    audio = soxr.resample(audio, rate, PROFILE.sample_rate)
-    loud = np.flatnonzero(np.abs(audio) > 0.02)
-    audio = audio[loud[0] : loud[-1]]
-    return (0.9 * audio / np.abs(audio).max()).astype(np.float32)
+    return espeak_word(tmp_path_factory.mktemp("speech"), PROFILE.sample_rate, peak=0.9)
 
 
 def entropy_nats(classes: np.ndarray) -> float:

@@ -5,13 +5,11 @@ round trip, training on real speech. Tiny models; seconds."""
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from support.tiny_training import espeak_word
 
 from studio.engine.audio import lpc
 from studio.engine.audio.features import FeatureProfile, MelFrontEnd
@@ -211,18 +209,7 @@ def test_checkpoint_round_trip_keeps_the_configuration(tmp_path):
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> np.ndarray:
     """About 0.6 s of real synthesized speech (espeak-ng), resampled to 16 kHz."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        pytest.skip("espeak-ng is not installed (scripts/setup installs it)")
-    path = tmp_path_factory.mktemp("speech") / "word.wav"
-    subprocess.run([exe, "-w", str(path), "-s", "160", "seven"], check=True, capture_output=True)
-    audio, rate = sf.read(path, dtype="float32")
-    import soxr
-
-    audio = soxr.resample(audio, rate, PROFILE.sample_rate)
-    loud = np.flatnonzero(np.abs(audio) > 0.02)
-    audio = audio[loud[0] : loud[-1]]
-    return (0.3 * audio / np.abs(audio).max()).astype(np.float32)
+    return espeak_word(tmp_path_factory.mktemp("speech"), PROFILE.sample_rate, peak=0.3)
 
 
 @pytest.mark.slow

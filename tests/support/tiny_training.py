@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
     "A studio for neural waveform models.",
@@ -57,3 +59,22 @@ def tiny_options(data: Path, out: Path, **overrides):
     }
     base.update(overrides)
     return TrainOptions(**base)
+
+
+def espeak_word(folder: Path, sample_rate: int, peak: float, word: str = "seven") -> np.ndarray:
+    """One espeak-ng word (~0.6 s of real formant speech) at ``sample_rate``, trimmed to where it is
+    louder than 0.02 and scaled to ``peak``: float32 [T]. Skips the test when espeak-ng is missing."""
+    import pytest
+    import soundfile as sf
+    import soxr
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup installs it)")
+    path = folder / "word.wav"
+    subprocess.run([exe, "-w", str(path), "-s", "160", word], check=True, capture_output=True)
+    audio, rate = sf.read(path, dtype="float32")
+    audio = soxr.resample(audio, rate, sample_rate)
+    loud = np.flatnonzero(np.abs(audio) > 0.02)
+    audio = audio[loud[0] : loud[-1]]
+    return (peak * audio / np.abs(audio).max()).astype(np.float32)
