@@ -19,6 +19,7 @@ from studio.engine.checkpoints import load_model, read_document
 from studio.engine.datasets.festvox import prepare_festvox_ru
 from studio.engine.datasets.manifest import read_manifest, write_manifest
 from studio.engine.datasets.writer import write_flac
+from studio.engine.models.base import CancelToken
 from studio.engine.recipes import RECIPES, get_recipe, scoring
 from studio.engine.recipes.record import END, START
 from studio.engine.recipes.runner import RecipeRun, run_recipe
@@ -159,6 +160,28 @@ def test_lpc_recipe_trains_scores_and_exports_its_configuration(speech_set, tmp_
 
 
 @pytest.mark.slow
+def test_a_time_box_stops_its_own_run_and_leaves_the_callers_token_alone(speech_set, tmp_path):
+    """`--recipe all --minutes M` shares one token over every recipe: one run's time box must not
+    cancel the next recipe (it did: the box cancelled the caller's token and the loop stopped)."""
+    torch.set_num_threads(1)
+    caller = CancelToken()
+    run = tiny_run(tmp_path, speech_set, config=TINY_WAVERNN, steps=100_000, minutes=0.02, export=False, record=None)
+    result = run_recipe(get_recipe("speech-wavernn"), run, cancel=caller)
+    assert result.time_boxed and result.train.status == "cancelled"
+    assert result.train.step < 100_000
+    assert not caller.cancelled
+
+
+def test_a_child_token_follows_its_parent_but_not_the_other_way():
+    parent = CancelToken()
+    child = parent.child()
+    child.cancel()
+    assert child.cancelled and not parent.cancelled
+    other = parent.child()
+    parent.cancel()
+    assert other.cancelled
+
+
 def test_music_recipe_end_to_end_scores_free_generation(music_set, tmp_path):
     torch.set_num_threads(1)
     result = run_recipe(get_recipe("music-wavenet"), tiny_run(tmp_path, music_set, config=TINY_WAVENET))

@@ -36,17 +36,26 @@ log = logging.getLogger(__name__)
 
 
 class CancelToken:
-    """A thread-safe flag: the GUI thread cancels, the generating thread checks between blocks."""
+    """A thread-safe flag: the GUI thread cancels, the generating thread checks between blocks.
 
-    def __init__(self) -> None:
+    A token made with ``parent`` (or by ``parent.child()``) reads as cancelled when it or its parent
+    is; cancelling it leaves the parent alone (a time box inside a run stops that run, not its caller).
+    """
+
+    def __init__(self, parent: CancelToken | None = None) -> None:
         self._event = threading.Event()
+        self._parent = parent
 
     def cancel(self) -> None:
         self._event.set()
 
+    def child(self) -> CancelToken:
+        """A token cancelled with this one, that can also be cancelled on its own."""
+        return CancelToken(parent=self)
+
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
 
 
 ProgressCallback = Callable[[int, int], None]

@@ -191,7 +191,9 @@ def _train(
     options: TrainOptions, minutes: float | None, progress: ProgressFn | None, cancel: CancelToken | None
 ) -> tuple[TrainResult, bool]:
     """Train; returns the result and whether the ``minutes`` time box stopped it."""
-    token = cancel or CancelToken()
+    # the time box cancels a child token: the caller's token (a window's Stop, the next recipe of
+    # `--recipe all` sharing it) stays as the caller left it
+    token = cancel.child() if cancel is not None else CancelToken()
     fired = threading.Event()
 
     def time_up() -> None:
