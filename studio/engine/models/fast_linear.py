@@ -37,7 +37,14 @@ _PACK_BATCH_HINT = 16
 
 @contextlib.contextmanager
 def intra_op_threads(threads: int | None):
-    """Set torch's intra-op thread count for the ``with`` body (None: leave it), then restore it."""
+    """Set torch's intra-op thread count for the ``with`` body (None: leave it), then restore it.
+
+    Scope, measured with this torch (OpenMP build): the count belongs to the calling thread — another
+    thread's setting does not change it — but a thread that first uses torch while the body runs
+    starts with the body's count (torch keeps the latest value to initialise new threads), so keep
+    bodies to the work itself. Every place that changes the count goes through here (or, for a step
+    loop that yields between blocks, restores it around each yield: ``wavernn_step._drive``).
+    """
     if threads is None:
         yield
         return
@@ -89,12 +96,10 @@ def _pack(weight_in_out: Tensor, bias: Tensor | None) -> Tensor | None:
         return None
     if not onednn_enabled():
         return None
-    own = torch.get_num_threads()
     try:
         # one thread: these are tiny ops, and a spinning two-thread team on a loaded machine made each
         # pack take 30-60 ms instead of 0.2 ms (measured here), which delayed the first step and cancels
-        torch.set_num_threads(1)
-        with torch.inference_mode():
+        with intra_op_threads(1), torch.inference_mode():
             packed = torch.ops.mkldnn._reorder_linear_weight(w.detach().T.contiguous(), _PACK_BATCH_HINT)
             probe = torch.randn(_PROBE_ROWS, w.shape[0], generator=torch.Generator().manual_seed(0))
             got = torch.ops.mkldnn._linear_pointwise(probe, packed, bias, "none", [], "")
@@ -102,8 +107,6 @@ def _pack(weight_in_out: Tensor, bias: Tensor | None) -> Tensor | None:
     except (RuntimeError, TypeError, AttributeError) as exc:  # op missing or unsupported in this build
         log.debug("oneDNN packing unavailable (%s): using addmm", exc)
         return None
-    finally:
-        torch.set_num_threads(own)
     scale = float(want.abs().max()) + 1.0
     if not torch.allclose(got, want, rtol=1e-4, atol=1e-5 * scale):
         log.warning("oneDNN product disagrees with addmm on a probe input: using addmm")

@@ -693,13 +693,8 @@ class WaveRNN(WaveformModel):
         ``threads``: intra-op threads meanwhile (as the fast path; None keeps the current setting).
         """
         temperature = self._check_temperature(temperature)
-        own = torch.get_num_threads()
-        try:
-            if threads is not None:
-                torch.set_num_threads(threads)
+        with intra_op_threads(threads):
             return self._generate_plain(mel, num_samples, generator, temperature)
-        finally:
-            torch.set_num_threads(own)
 
     def _generate_plain(self, mel, num_samples, generator, temperature) -> Tensor:
         with torch.inference_mode():
