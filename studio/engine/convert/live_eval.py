@@ -1,19 +1,26 @@
 """Measuring live conversion end to end through a real sound server (``studio eval-convert --live``).
 
-A private PulseAudio server (``pulseaudio`` must be installed; nothing of the user's sound setup is
-touched) gets two null sinks: ``mic_sink`` stands in for the microphone (the converter records its
-monitor) and ``out_sink`` for the speakers (the converter plays into it). Each sink's monitor keeps a
-low-latency reader: a null sink nobody listens to at low latency renders in 2-second blocks, and
-streams on it then start late and stall for ~2 s at random.
+A private PulseAudio server (:mod:`studio.engine.audio.private_pulse`; ``pulseaudio`` must be
+installed; nothing of the user's sound setup is touched) has two null sinks: ``mic_sink`` stands in
+for the microphone (the converter records its monitor) and ``test_sink`` for the speakers (the
+converter plays into it). Each sink's monitor keeps a low-latency reader: a null sink nobody listens
+to at low latency renders in 2-second blocks, and streams on it then start late and stall for ~2 s at
+random.
 
 The latency probe (:mod:`.latency_probe`, a child process with its own streams) plays speech-like
-bursts into ``mic_sink`` while recording ``out_sink.monitor`` for the whole run, and once through a
+bursts into ``mic_sink`` while recording ``test_sink.monitor`` for the whole run, and once through a
 plain loopback (``mic_sink`` → its monitor) whose round trip is subtracted (each run's own device
 round trip taken out first: :func:`~.latency_probe.system_latency_ms`). The converter's own
 counters give underruns, device underflows and input overflows, and per-block inference time.
 
-A fresh server holds back every stream for its first ~2 s: ``start_rig`` plays a short silence into
-each sink and waits until it has drained, so the first probe starts at once.
+A fresh server holds back every stream for its first ~2 s: ``start_rig`` waits until the server's
+start-up silence has drained, so the first probe starts at once.
+
+Shutdown: the server, its helpers, the probe and the converter are stopped on a normal return, on an
+exception (KeyboardInterrupt included) and, when run from the main thread, on SIGTERM or SIGHUP
+(:mod:`studio.engine.shutdown_signals`: the signal is acted on once the server is up, and passed on
+to the previous handler after the clean-up, so by default the process still ends by it). Should the
+process be SIGKILLed, the server and its helpers die with it (PR_SET_PDEATHSIG).
 
 ``run_live_eval`` must be called before anything imports ``sounddevice`` in this process (PortAudio
 lists devices once). Runs on the calling thread.
@@ -24,103 +31,47 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
+import signal
 import subprocess
 import sys
-import tempfile
-import time
-from dataclasses import dataclass
 
+from studio.engine.audio.private_pulse import (
+    MIC_SINK,
+    MIC_SOURCE,
+    OUTPUT_SINK,
+    PrivatePulse,
+    PrivatePulseError,
+)
 from studio.engine.convert.latency_probe import system_latency_ms
 from studio.engine.convert.world import ConversionError
+from studio.engine.shutdown_signals import ShutdownRequested, ShutdownSignals
 
 log = logging.getLogger(__name__)
 
-RIG_RATE = 48000
-WARM_UP_S = 0.2
-RIG_CONFIG = """\
-load-module module-native-protocol-unix auth-anonymous=1
-load-module module-null-sink sink_name=out_sink rate={rate} channels=2
-load-module module-null-sink sink_name=mic_sink rate={rate} channels=2
-set-default-sink out_sink
-set-default-source mic_sink.monitor
-"""
+OUTPUT_MONITOR = f"{OUTPUT_SINK}.monitor"
 
 
 class SoundRigError(ConversionError):
     """The private sound server could not be started (PulseAudio missing or failing)."""
 
 
-@dataclass
-class SoundRig:
-    runtime_dir: str
-    processes: list[subprocess.Popen]
-
-    def stop(self) -> None:
-        for proc in reversed(self.processes):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        shutil.rmtree(self.runtime_dir, ignore_errors=True)
-
-
-def start_rig() -> SoundRig:
-    """Start the private server and point this process (and its children) at it."""
-    if shutil.which("pulseaudio") is None or shutil.which("parec") is None:
-        raise SoundRigError("the live evaluation needs PulseAudio (`apt-get install pulseaudio pulseaudio-utils`)")
+def start_rig() -> PrivatePulse:
+    """Start the private server (default input ``mic_sink.monitor``, output ``test_sink``, a reader on
+    each monitor), point this process (and its children) at it and wait until it is warm."""
     if "sounddevice" in sys.modules:
         raise SoundRigError("sounddevice was imported before the private sound server started; run the live evaluation first")
-    runtime_dir = tempfile.mkdtemp(prefix="studio-live-eval-")
-    os.chmod(runtime_dir, 0o700)
-    os.environ["XDG_RUNTIME_DIR"] = runtime_dir
-    os.environ.pop("PULSE_SERVER", None)
-    config = os.path.join(runtime_dir, "rig.pa")
-    with open(config, "w") as fh:
-        fh.write(RIG_CONFIG.format(rate=RIG_RATE))
-    log_file = open(os.path.join(runtime_dir, "pulse.log"), "w")  # noqa: SIM115 (lives with the server)
-    server = subprocess.Popen(
-        ["pulseaudio", "-n", "-F", config, "--daemonize=no", "--exit-idle-time=-1", "--log-target=stderr"],
-        stdout=subprocess.DEVNULL, stderr=log_file,
-    )
-    rig = SoundRig(runtime_dir, [server])
-    deadline = time.monotonic() + 15
-    while subprocess.run(["pactl", "info"], capture_output=True).returncode != 0:
-        if server.poll() is not None or time.monotonic() > deadline:
-            rig.stop()
-            raise SoundRigError(f"PulseAudio did not start (see {runtime_dir}/pulse.log)")
-        time.sleep(0.1)
-    for monitor in ("out_sink.monitor", "mic_sink.monitor"):
-        rig.processes.append(subprocess.Popen(
-            ["parec", "-d", monitor, "--latency-msec=20", "--raw"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
-    _warm_up(rig)
-    return rig
-
-
-def _warm_up(rig: SoundRig, timeout: float = 15.0) -> None:
-    """Play WARM_UP_S of silence into each sink and wait until it drained (the start-up stall is over)."""
-    if shutil.which("pacat") is None:
-        time.sleep(3.0)  # the stall lasted up to ~2 s
-        return
-    silence = bytes(int(WARM_UP_S * RIG_RATE) * 2 * 2)
-    players = []
-    for sink in ("out_sink", "mic_sink"):
-        player = subprocess.Popen(
-            ["pacat", "--playback", "-d", sink, "--raw", "--format=s16le", f"--rate={RIG_RATE}", "--channels=2",
-             "--latency-msec=20"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    try:
+        rig = PrivatePulse.start(
+            default_source=MIC_SOURCE, readers=(OUTPUT_MONITOR, MIC_SOURCE), prefix="studio-live-eval-"
         )
-        player.stdin.write(silence)  # fits the pipe: no block
-        player.stdin.close()
-        players.append(player)
-    for player in players:
-        try:
-            player.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            player.kill()
-            log.warning("the sound server's warm-up did not finish in %.0f s", timeout)
+    except PrivatePulseError as exc:
+        raise SoundRigError(f"the live evaluation needs a private PulseAudio server: {exc}") from exc
+    try:
+        rig.wait_warm()
+    except BaseException:
+        rig.stop()
+        raise
+    return rig
 
 
 def _probe(seconds: float, sink: str, source: str) -> dict:
@@ -134,6 +85,31 @@ def _probe(seconds: float, sink: str, source: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _measure(target, seconds: float, hop_ms: float | None, signals: ShutdownSignals) -> tuple:
+    """The loopback probe, then the converter with the through probe; (loopback, through, stats, pauses).
+    Each clean-up holds ``signals`` first, so a shutdown signal cannot cut it short."""
+    from studio.engine.convert.live import LiveConverter, LiveSettings
+    from studio.engine.convert.pause_monitor import PauseMonitor
+
+    loopback = _probe(2.0, MIC_SINK, MIC_SOURCE)
+    settings = LiveSettings(target=target, input_device=None, output_device=None)
+    if hop_ms is not None:
+        settings.hop_ms = hop_ms
+    monitor = PauseMonitor().start()
+    try:
+        converter = LiveConverter(settings).start()
+        try:
+            through = _probe(seconds, MIC_SINK, OUTPUT_MONITOR)
+            stats = converter.run_for(0.2)
+        finally:
+            signals.hold()
+            converter.stop()
+    finally:
+        signals.hold()
+        pauses = monitor.stop()
+    return loopback, through, stats, pauses
+
+
 def run_live_eval(target, seconds: float = 60.0, hop_ms: float | None = None) -> dict:
     """Run live conversion to ``target`` (a ConversionTarget) for ``seconds`` of probe signal; a JSON-able dict.
 
@@ -142,27 +118,22 @@ def run_live_eval(target, seconds: float = 60.0, hop_ms: float | None = None) ->
     :class:`~.pause_monitor.PauseMonitor` saw meanwhile: all CPUs stopped), bounds (zero underruns and
     input overflows, converter's and device's; latency ≤ 150 ms; probe clean and found).
     """
-    rig = start_rig()
-    try:
-        from studio.engine.convert.live import LiveConverter, LiveSettings
-        from studio.engine.convert.pause_monitor import PauseMonitor
-
-        loopback = _probe(2.0, "mic_sink", "mic_sink.monitor")
-        settings = LiveSettings(target=target, input_device=None, output_device=None)
-        if hop_ms is not None:
-            settings.hop_ms = hop_ms
-        monitor = PauseMonitor().start()
+    with ShutdownSignals() as signals:
         try:
-            converter = LiveConverter(settings).start()
+            rig = start_rig()  # held: a signal during the start is acted on once the server is up
             try:
-                through = _probe(seconds, "mic_sink", "out_sink.monitor")
-                stats = converter.run_for(0.2)
+                signals.arm()
+                loopback, through, stats, pauses = _measure(target, seconds, hop_ms, signals)
             finally:
-                converter.stop()
-        finally:
-            pauses = monitor.stop()
-    finally:
-        rig.stop()
+                signals.hold()
+                rig.stop()
+        except ShutdownRequested:
+            pass
+    if signals.received is not None:
+        log.warning("the live evaluation got %s: the sound server and its helpers are stopped",
+                    signal.Signals(signals.received).name)
+        signals.pass_on()  # the default handler ends the process here
+        raise ConversionError(f"the live evaluation was stopped by {signal.Signals(signals.received).name}")
     latency = system_latency_ms(through, loopback)
     return {
         "seconds": seconds, "target": target.describe(), "latency_ms": latency, "loopback_ms": loopback["round_trip_ms"],
