@@ -1,9 +1,10 @@
 """Building and loading the native (C) step loops of the autoregressive families.
 
 At first use a family's C file is compiled with the system C compiler (``$CC``, ``cc``, ``gcc`` or
-``clang``; ``-O3 -march=native``, about a second) into ``~/.cache/waveform-studio/native/`` (or
-``$WAVEFORM_STUDIO_CACHE/native``), named by a hash of the source, flags and machine, and reused
-afterwards without a compiler. When no compiler is found, the build fails, or ``STUDIO_NO_NATIVE=1`` is
+``clang``; ``-O3 -march=native``, ``-I`` the source's folder, about a second) into ``~/.cache/waveform-studio/native/``
+(or ``$WAVEFORM_STUDIO_CACHE/native``), named by a hash of the source, of every header it includes with
+``#include "..."`` (their content, followed recursively: ``native_kernels.h``), of the flags and of the
+machine, and reused afterwards without a compiler. An edited header therefore names a new library. When no compiler is found, the build fails, or ``STUDIO_NO_NATIVE=1`` is
 set, ``load_library`` returns None with one log line and the family uses its torch step loop, which
 computes the same function (tests/test_fastpaths.py).
 
@@ -18,6 +19,7 @@ import hashlib
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +33,8 @@ ENV_DISABLE = "STUDIO_NO_NATIVE"
 """Set to anything but "" / "0" to never build or use the native step loops."""
 CFLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-std=gnu11", "-pthread")
 BUILD_TIMEOUT_S = 120.0
+
+_QUOTED_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*"([^"\n]+)"', re.MULTILINE)
 
 
 def native_disabled() -> bool:
@@ -50,10 +54,43 @@ def find_compiler() -> str | None:
     return None
 
 
+def included_headers(source: Path) -> list[Path]:
+    """The headers ``source`` includes with ``#include "name"``, directly or through another such header, in
+    first-seen order, resolved as the compiler does with ``-I source.parent``: next to the including file,
+    then in the source's folder. A name found in neither place is returned as it would lie next to the
+    including file (it does not exist: the build will fail and say so). ``<system>`` headers are not listed:
+    they belong to the compiler, which the flags and machine in the key stand for."""
+    found: list[Path] = []
+    pending = [source]
+    while pending:
+        current = pending.pop(0)
+        try:
+            text = current.read_bytes()
+        except OSError:
+            continue
+        for match in _QUOTED_INCLUDE.finditer(text):
+            name = match.group(1).decode("utf-8", "replace")
+            header = current.parent / name
+            if not header.is_file() and (source.parent / name).is_file():
+                header = source.parent / name
+            header = header.resolve()
+            if header not in found and header != source.resolve():
+                found.append(header)
+                pending.append(header)
+    return found
+
+
 def cached_library_path(source: Path) -> Path:
-    """Where the library for this source, flags and machine lives (it may not exist yet)."""
+    """Where the library for this source (and the content of every header it includes), flags and machine
+    lives (it may not exist yet)."""
     key = hashlib.sha256(source.read_bytes() + " ".join(CFLAGS).encode() + platform.node().encode())
     key.update(platform.machine().encode() + platform.processor().encode())
+    for header in included_headers(source):
+        key.update(b"\0" + header.name.encode() + b"\0")
+        try:
+            key.update(header.read_bytes())
+        except OSError:
+            key.update(b"(missing)")
     return cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
 
 
@@ -66,7 +103,7 @@ def build(compiler: str, source: Path, target: Path, label: str) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
         proc = subprocess.run(
-            [compiler, *CFLAGS, "-o", str(out), str(source)],
+            [compiler, *CFLAGS, "-I", str(source.parent), "-o", str(out), str(source)],
             capture_output=True,
             text=True,
             timeout=BUILD_TIMEOUT_S,

@@ -12,72 +12,10 @@
  *   state  rings [d_i, K, R] per layer (zeros at t=0), zs [L, G/2+1] with the last column at 1.
  *   biases [n, L, G] per step (already multiplied by the gate scale), noise [n, C] or NULL (argmax).
  * Results equal the torch path to float32 rounding (summation order differs).
+ * The products and activations (gemv_acc, rows_block, tanh_inplace, relu_inplace, argmax) are shared with
+ * wavernn_native.c through native_kernels.h.
  */
-#include <stdint.h>
-#include <string.h>
-
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4))); /* unaligned loads and stores */
-
-/* y[N] += x[K] @ W[K, N]: blocks of 64 then 16 output columns held in vector registers over all of K */
-static void gemv_acc(const float *restrict x, int64_t K, const float *restrict W, int64_t N, float *restrict y) {
-    int64_t n0 = 0;
-    for (; n0 + 64 <= N; n0 += 64) {
-        v16 a0 = *(const v16u *)(y + n0), a1 = *(const v16u *)(y + n0 + 16);
-        v16 a2 = *(const v16u *)(y + n0 + 32), a3 = *(const v16u *)(y + n0 + 48);
-        for (int64_t k = 0; k < K; k++) {
-            const float *w = W + k * N + n0;
-            const v16 xk = (v16){0} + x[k];
-            a0 += xk * *(const v16u *)(w);
-            a1 += xk * *(const v16u *)(w + 16);
-            a2 += xk * *(const v16u *)(w + 32);
-            a3 += xk * *(const v16u *)(w + 48);
-        }
-        *(v16u *)(y + n0) = a0;
-        *(v16u *)(y + n0 + 16) = a1;
-        *(v16u *)(y + n0 + 32) = a2;
-        *(v16u *)(y + n0 + 48) = a3;
-    }
-    for (; n0 + 16 <= N; n0 += 16) {
-        v16 a = *(const v16u *)(y + n0);
-        for (int64_t k = 0; k < K; k++) a += ((v16){0} + x[k]) * *(const v16u *)(W + k * N + n0);
-        *(v16u *)(y + n0) = a;
-    }
-    for (; n0 < N; n0++) {
-        float a = y[n0];
-        for (int64_t k = 0; k < K; k++) a += x[k] * W[k * N + n0];
-        y[n0] = a;
-    }
-}
-
-/* exp(x) for x <= 0 (x >= -87 after clamping): Cody-Waite reduction, degree-6 Taylor, ~2 ulp */
-static inline float exp_neg(float x) {
-    if (x < -87.0f) x = -87.0f;
-    const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float nf = (x * 1.44269504088896341f + shift) - shift;
-    float r = x - nf * 0.693145751953125f;
-    r = r - nf * 1.428606765330187e-06f;
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { uint32_t u; float f; } scale;
-    scale.u = (uint32_t)((int32_t)nf + 127) << 23;
-    return p * scale.f;
-}
-
-static inline __attribute__((always_inline)) void tanh_inplace(float *restrict v, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        const float x = v[i];
-        const float a = x < 0.0f ? -x : x;
-        const float e = exp_neg(-2.0f * a);
-        const float t = (1.0f - e) / (1.0f + e);
-        v[i] = x < 0.0f ? -t : t;
-    }
-}
+#include "native_kernels.h"
 
 /* Run n steps from time t0. classes[t0] is the previous sample's class; unless forced, classes[t0+1..]
  * receive the chosen classes. logits_out (or NULL): [n, C] logits of every step. Returns n. */
@@ -120,23 +58,14 @@ int64_t wavenet_steps(const int64_t *meta, const float *w, float *state, const f
         }
         memset(skip, 0, (size_t)S * sizeof(float));
         gemv_acc(zs, L * width, skip_w, S, skip);
-        for (int64_t j = 0; j < S; j++) skip[j] = skip[j] > 0.0f ? skip[j] : 0.0f;
+        relu_inplace(skip, S);
         memcpy(hidden, p1b, (size_t)S * sizeof(float));
         gemv_acc(skip, S, p1w, S, hidden);
-        for (int64_t j = 0; j < S; j++) hidden[j] = hidden[j] > 0.0f ? hidden[j] : 0.0f;
+        relu_inplace(hidden, S);
         memcpy(logits, p2b, (size_t)C * sizeof(float));
         gemv_acc(hidden, S, p2w, C, logits);
         if (logits_out) memcpy(logits_out + s * C, logits, (size_t)C * sizeof(float));
-        if (!forced) {
-            const float *e = noise ? noise + s * C : NULL;
-            int64_t best = 0;
-            float top = e ? logits[0] + e[0] : logits[0];
-            for (int64_t c = 1; c < C; c++) {
-                const float v = e ? logits[c] + e[c] : logits[c];
-                if (v > top) { top = v; best = c; }
-            }
-            classes[t + 1] = best;
-        }
+        if (!forced) classes[t + 1] = argmax(logits, noise ? noise + s * C : NULL, C);
     }
     return n;
 }
@@ -161,61 +90,9 @@ int64_t wavenet_steps(const int64_t *meta, const float *w, float *state, const f
  * ------------------------------------------------------------------------------------------------- */
 #include <pthread.h>
 
-#define MR_MAX 8
 #ifndef PREFETCH_FLOATS
 #define PREFETCH_FLOATS 2048 /* how far ahead in a weight panel to prefetch (8 KB; measured best among 0.5-8 K floats) */
 #endif
-
-/* Y[mr rows, 32 columns] += X[mr, Kd] @ W[Kd, 32 of N columns]: 2*mr accumulators over all of Kd */
-static inline __attribute__((always_inline)) void block32(const int mr, const float *restrict X, int64_t xs,
-                                                           int64_t Kd, const float *restrict W, int64_t N,
-                                                           float *restrict Y, int64_t ys) {
-    v16 a[MR_MAX][2];
-    for (int r = 0; r < mr; r++) {
-        a[r][0] = *(const v16u *)(Y + r * ys);
-        a[r][1] = *(const v16u *)(Y + r * ys + 16);
-    }
-    for (int64_t k = 0; k < Kd; k++) {
-        __builtin_prefetch(W + k * N + PREFETCH_FLOATS);
-        __builtin_prefetch(W + k * N + PREFETCH_FLOATS + 16);
-        const v16 w0 = *(const v16u *)(W + k * N), w1 = *(const v16u *)(W + k * N + 16);
-        for (int r = 0; r < mr; r++) {
-            const v16 x = X[r * xs + k] - (v16){0}; /* a broadcast (x - 0 folds to x, unlike 0 + x) */
-            a[r][0] += x * w0;
-            a[r][1] += x * w1;
-        }
-    }
-    for (int r = 0; r < mr; r++) {
-        *(v16u *)(Y + r * ys) = a[r][0];
-        *(v16u *)(Y + r * ys + 16) = a[r][1];
-    }
-}
-
-/* the same for 16 columns */
-static inline __attribute__((always_inline)) void block16(const int mr, const float *restrict X, int64_t xs,
-                                                           int64_t Kd, const float *restrict W, int64_t N,
-                                                           float *restrict Y, int64_t ys) {
-    v16 a[MR_MAX];
-    for (int r = 0; r < mr; r++) a[r] = *(const v16u *)(Y + r * ys);
-    for (int64_t k = 0; k < Kd; k++) {
-        __builtin_prefetch(W + k * N + PREFETCH_FLOATS);
-        const v16 w0 = *(const v16u *)(W + k * N);
-        for (int r = 0; r < mr; r++) a[r] += (X[r * xs + k] - (v16){0}) * w0;
-    }
-    for (int r = 0; r < mr; r++) *(v16u *)(Y + r * ys) = a[r];
-}
-
-#define ROW_CASES(BLOCK, rows, X, xs, Kd, W, N, Y, ys)                                 \
-    switch (rows) {                                                                    \
-    case 8: BLOCK(8, X, xs, Kd, W, N, Y, ys); break;                                   \
-    case 7: BLOCK(7, X, xs, Kd, W, N, Y, ys); break;                                   \
-    case 6: BLOCK(6, X, xs, Kd, W, N, Y, ys); break;                                   \
-    case 5: BLOCK(5, X, xs, Kd, W, N, Y, ys); break;                                   \
-    case 4: BLOCK(4, X, xs, Kd, W, N, Y, ys); break;                                   \
-    case 3: BLOCK(3, X, xs, Kd, W, N, Y, ys); break;                                   \
-    case 2: BLOCK(2, X, xs, Kd, W, N, Y, ys); break;                                   \
-    default: BLOCK(1, X, xs, Kd, W, N, Y, ys); break;                                  \
-    }
 
 /* Y[rows, N] += X[rows, Kd] @ W[Kd, N]; row strides xs (X) and ys (Y). W is stored in column panels
  * (see fold_panels in wavenet_native.py): columns [n0, n0+32) as one contiguous [Kd, 32] block at W + n0*Kd,
@@ -225,14 +102,14 @@ static void gemm_rows(const float *restrict X, int64_t xs, int64_t rows, int64_t
                       int64_t N, float *restrict Y, int64_t ys) {
     int64_t n0 = 0;
     for (; n0 + 32 <= N; n0 += 32)
-        for (int64_t r = 0; r < rows; r += MR_MAX) {
-            const int64_t m = rows - r < MR_MAX ? rows - r : MR_MAX;
-            ROW_CASES(block32, m, X + r * xs, xs, Kd, W + n0 * Kd, 32, Y + r * ys + n0, ys)
+        for (int64_t r = 0; r < rows; r += NK_MAX_ROWS) {
+            const int64_t m = rows - r < NK_MAX_ROWS ? rows - r : NK_MAX_ROWS;
+            NK_ROWS_DISPATCH(m, 2, X + r * xs, xs, Kd, W + n0 * Kd, 32, Y + r * ys + n0, ys, PREFETCH_FLOATS)
         }
     for (; n0 + 16 <= N; n0 += 16)
-        for (int64_t r = 0; r < rows; r += MR_MAX) {
-            const int64_t m = rows - r < MR_MAX ? rows - r : MR_MAX;
-            ROW_CASES(block16, m, X + r * xs, xs, Kd, W + n0 * Kd, 16, Y + r * ys + n0, ys)
+        for (int64_t r = 0; r < rows; r += NK_MAX_ROWS) {
+            const int64_t m = rows - r < NK_MAX_ROWS ? rows - r : NK_MAX_ROWS;
+            NK_ROWS_DISPATCH(m, 1, X + r * xs, xs, Kd, W + n0 * Kd, 16, Y + r * ys + n0, ys, PREFETCH_FLOATS)
         }
     if (n0 < N) {
         const int64_t rest = N - n0;
@@ -288,8 +165,7 @@ static void *fold_rows(void *arg) {
             const float *slot = state + so[i] + (t % d) * B * KR + b0 * KR;
             const float *h = slot + ((t / d) % K) * R; /* this layer's input rows (stride KR) */
             const float *rot = w + wo[1 + i] + ((t / d) % K) * (KR * G);
-            for (int64_t b = 0; b < rows; b++)
-                memcpy(gate + b * G, job->base + ((b0 + b) * L + i) * G, (size_t)G * sizeof(float));
+            fill_rows(gate, rows, G, job->base + (b0 * L + i) * G, L * G);
             gemm_rows(slot, KR, rows, KR, rot, G, gate, G);
             if (job->cond) gemm_rows(job->cond + (s * B + b0) * Cc, Cc, rows, Cc, w + wo[6 + 2 * L + i], G, gate, G);
             tanh_inplace(gate, rows * G);
@@ -308,26 +184,19 @@ static void *fold_rows(void *arg) {
         }
         memset(skip, 0, (size_t)(rows * S) * sizeof(float));
         gemm_rows(zs, zw, rows, zw, skip_w, S, skip, S);
-        for (int64_t j = 0; j < rows * S; j++) skip[j] = skip[j] > 0.0f ? skip[j] : 0.0f;
-        for (int64_t b = 0; b < rows; b++) memcpy(hidden + b * S, p1b, (size_t)S * sizeof(float));
+        relu_inplace(skip, rows * S);
+        fill_rows(hidden, rows, S, p1b, 0);
         gemm_rows(skip, S, rows, S, p1w, S, hidden, S);
-        for (int64_t j = 0; j < rows * S; j++) hidden[j] = hidden[j] > 0.0f ? hidden[j] : 0.0f;
-        for (int64_t b = 0; b < rows; b++) memcpy(logits + b * C, p2b, (size_t)C * sizeof(float));
+        relu_inplace(hidden, rows * S);
+        fill_rows(logits, rows, C, p2b, 0);
         gemm_rows(hidden, S, rows, S, p2w, C, logits, C);
         for (int64_t b = 0; b < rows; b++) {
             const float *lg = logits + b * C;
             const int64_t fold = b0 + b;
             if (job->logits_out && fold < job->logit_rows)
                 memcpy(job->logits_out + (s * job->logit_rows + fold) * C, lg, (size_t)C * sizeof(float));
-            if (job->forced) continue;
-            const float *e = job->noise ? job->noise + (s * B + fold) * C : NULL;
-            int64_t best = 0;
-            float top = e ? lg[0] + e[0] : lg[0];
-            for (int64_t c = 1; c < C; c++) {
-                const float v = e ? lg[c] + e[c] : lg[c];
-                if (v > top) { top = v; best = c; }
-            }
-            job->classes[(t + 1) * B + fold] = best;
+            if (!job->forced)
+                job->classes[(t + 1) * B + fold] = argmax(lg, job->noise ? job->noise + (s * B + fold) * C : NULL, C);
         }
     }
     return NULL;

@@ -7,7 +7,7 @@ C call on weights laid out once by ``NativeWaveNet``.
 
 Build: at first use the C file is compiled with the system C compiler (``cc``/``gcc``, ``-O3
 -march=native``, about a second) into ``~/.cache/waveform-studio/native/`` (or
-``$WAVEFORM_STUDIO_CACHE/native``), named by a hash of the source, flags and machine, and reused
+``$WAVEFORM_STUDIO_CACHE/native``), named by a hash of the source, the headers it includes (native_kernels.h), flags and machine, and reused
 afterwards. When no compiler is found, the build fails or ``STUDIO_NO_NATIVE=1`` is set,
 ``native_library()`` returns None (logged once) and callers use the torch stepper instead.
 

@@ -10,7 +10,7 @@ share of every layer stays a torch product per chunk (``_Stepper.project``, oneD
 
 Build: through ``native_build`` (shared with ``wavenet_native``: compiler lookup, flags, cache folder ``~/.cache/waveform-studio/
 native/`` or ``$WAVEFORM_STUDIO_CACHE/native``): compiled at first use (~0.5 s), named by a hash of the
-source, flags and machine, reused afterwards. When no compiler is found, the build fails or
+source, the headers it includes (native_kernels.h), flags and machine, reused afterwards. When no compiler is found, the build fails or
 ``STUDIO_NO_NATIVE=1`` is set, ``native_library()`` returns None (logged once, with the reason) and the
 caller uses the torch stepper.
 
