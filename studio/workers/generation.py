@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Signal
 
+from studio.engine.models.generation_settings import GenerationSettings
 from studio.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,9 @@ EMIT_HZ = 25
 
 
 @dataclass
-class GenerationJob:
-    """What to generate.
+class GenerationJob(GenerationSettings):
+    """What to generate, and how (the request's ``GenerationSettings``, keyword-only; ``block_size``
+    defaults to 512 here).
 
     source: mono float32 audio to vocode (None = free generation) at ``source_rate`` Hz.
     num_samples: length of a free generation (samples at the model's rate).
@@ -43,13 +45,7 @@ class GenerationJob:
     source: np.ndarray | None = None
     source_rate: int = 0
     num_samples: int | None = None
-    seed: int = 0
-    temperature: float = 1.0
-    sigma: float = 0.6
-    denoise: float = 0.0
-    device: str = "cpu"
-    block_size: int = 512
-    options: dict[str, Any] = field(default_factory=dict)
+    block_size: int = field(default=512, kw_only=True)
     distribution_stride: int = 0
     """> 0: report the predicted distribution of every that many samples (models that support it); 0: off."""
 
@@ -157,18 +153,8 @@ class GenerationWorker(Worker):
                 raise ValueError(
                     f"model '{model.name}' is mel-conditioned: open a file or record a take and vocode it"
                 )
-            request = GenerateRequest(
-                mel=mel,
-                num_samples=job.num_samples,
-                seed=job.seed,
-                temperature=job.temperature,
-                sigma=job.sigma,
-                denoise=job.denoise,
-                device=job.device,
-                block_size=job.block_size,
-                cancel=self.token,
-                options=self._options(job),
-            )
+            settings = {**job.generation_settings(), "options": self._options(job)}
+            request = GenerateRequest(mel=mel, num_samples=job.num_samples, cancel=self.token, **settings)
             total = model.resolve_length(request)
             self.started_generation.emit(total, model.sample_rate)
             pending: list[np.ndarray] = []

@@ -22,7 +22,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +31,7 @@ from torch import nn
 
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.models.card import ModelCard
+from studio.engine.models.generation_settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,38 +64,21 @@ ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass
-class GenerateRequest:
-    """What to generate.
+class GenerateRequest(GenerationSettings):
+    """What to generate, and how (the ``GenerationSettings``, keyword-only).
 
     mel: conditioning frames, float32 array [n_mels, frames] made with the model's feature profile
         (see ``studio.engine.audio.features``), or None for unconditional generation.
     num_samples: output length in samples. With a mel it defaults to ``frames * hop_length``; without
         one it is required.
-    seed: the same seed and request give the same samples.
-    temperature: softmax temperature of autoregressive families (1.0 = the model's distribution).
-    sigma: standard deviation of the flow families' latent (WaveGlow uses 0.6 by default).
-    denoise: strength of the WaveGlow denoiser (0 = off).
-    device: "cpu", "cuda" or "cuda:N".
-    block_size: about how many samples each yielded block holds (autoregressive families).
     cancel: checked between blocks; when set, ``stream`` stops yielding.
     progress: called after each block with (samples_done, samples_total).
-    options: family-specific switches (e.g. {"folded": True} for WaveRNN, {"fp16": True}). Families with
-        ``supports_distribution`` also take ``on_distribution`` (a callback that receives the predicted
-        distribution over classes while generating) and ``distribution_stride``; see
-        ``studio.engine.models.distribution``.
     """
 
     mel: np.ndarray | None = None
     num_samples: int | None = None
-    seed: int = 0
-    temperature: float = 1.0
-    sigma: float = 0.6
-    denoise: float = 0.0
-    device: str = "cpu"
-    block_size: int = 2048
     cancel: CancelToken | None = None
     progress: ProgressCallback | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cancelled(self) -> bool:

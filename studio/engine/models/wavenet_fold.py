@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 import torch
 
 from studio.engine.models.distribution import DistributionTap
+from studio.engine.models.folded_stream import stream_joined
 from studio.engine.models.wavenet_fast import IncrementalWaveNet, StepperCancelled, intra_op_threads
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,9 +175,10 @@ def generate_folded(
             (length, overlap, count, seg_len, starts, final0, valid, block),
         )
         return
+    threads = request.options.get("threads", 1)
     # setup under the stepping thread count too: with two threads on a loaded machine, packing the
     # weights of a large batch took seconds (OpenMP barriers), all of it before the first cancel look
-    with torch.inference_mode(), intra_op_threads(request.options.get("threads", 1)):
+    with torch.inference_mode(), intra_op_threads(threads):
         speaker = model._speaker_tensor(request, count, device)
         try:
             stepper = IncrementalWaveNet(model, count, should_stop=lambda: request.cancelled)
@@ -196,7 +198,7 @@ def generate_folded(
     t = 0
     sent = 0
     while t < seg_len:
-        with torch.inference_mode(), intra_op_threads(request.options.get("threads", 1)):
+        with torch.inference_mode(), intra_op_threads(threads):
             if t >= cond_hi and not request.cancelled:
                 cond_lo, cond_hi = t, min(seg_len, t + cond_span)
                 cond_block = _batched_cond(model, mel, starts, cond_lo, cond_hi - cond_lo, valid, request)
@@ -217,30 +219,35 @@ def generate_folded(
                 t += 1
                 if t % check_every == 0 and request.cancelled:
                     break
-            ready = min(t, final0)
-            piece = None
-            if ready - sent >= block or (ready > sent and request.cancelled):
-                piece = model.decode(classes[sent + 1 : ready + 1, 0])
-        if piece is not None:
-            sent = ready
-            if tap is not None:
-                tap.flush(sent)
-            yield piece
+        sent = yield from _segment0_block(model, request, classes, t, final0, sent, block, tap, threads)
         if request.cancelled:
             return
     yield from _joined(model, request, classes, num_samples, length, overlap, sent, block, tap)
+
+
+def _segment0_block(
+    model, request, classes, t, final0, sent, block, tap, threads
+) -> Generator[torch.Tensor, None, int]:
+    """After ``t`` steps: yield segment 0's final samples from ``sent`` on as one block once there are
+    ``block`` of them (any number when ``request`` is cancelled), with their distribution rows handed
+    over just before; return how many samples are sent now. ``threads``: intra-op threads of the decode
+    (those of the stepping)."""
+    ready = min(t, final0)
+    if not (ready - sent >= block or (ready > sent and request.cancelled)):
+        return sent
+    with torch.inference_mode(), intra_op_threads(threads):
+        piece = model.decode(classes[sent + 1 : ready + 1, 0])
+    if tap is not None:
+        tap.flush(ready)
+    yield piece
+    return ready
 
 
 def _joined(model, request, classes, num_samples, length, overlap, sent, block, tap) -> Iterator[torch.Tensor]:
     """The joined audio after the last step, from sample ``sent`` on, in ``block``-sized pieces."""
     with torch.inference_mode():
         audio = join_segments(model.decode(classes[1:].t()), num_samples, length, overlap)
-    if tap is not None:  # rows of segment 0's last own samples go with the first joined block
-        tap.flush(num_samples)
-    for lo in range(sent, num_samples, block):
-        yield audio[lo : lo + block]
-        if request.cancelled:
-            return
+    yield from stream_joined(audio, sent, num_samples, block, request, tap)
 
 
 def _native_library_for(model: WaveNet, request: GenerateRequest):
@@ -314,15 +321,7 @@ def _native_folded(model, request, mel, num_samples, generator, noise_stream, ch
                 elif took > NATIVE_RUN_SECONDS[1]:
                     run = max(1, run // 2)
                 t += m
-            ready = min(t, final0)
-            piece = None
-            if ready - sent >= block or (ready > sent and request.cancelled):
-                piece = model.decode(classes[sent + 1 : ready + 1, 0])
-        if piece is not None:
-            sent = ready
-            if tap is not None:
-                tap.flush(sent)
-            yield piece
+        sent = yield from _segment0_block(model, request, classes, t, final0, sent, block, tap, 1)
         if request.cancelled:
             return
     yield from _joined(model, request, classes, num_samples, length, overlap, sent, block, tap)

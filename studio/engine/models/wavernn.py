@@ -58,6 +58,7 @@ from studio.engine.models import wavernn_fold as fold
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
 from studio.engine.models.distribution import DistributionTap
 from studio.engine.models.fast_linear import intra_op_threads
+from studio.engine.models.folded_stream import stream_joined
 from studio.engine.models.wavernn_layers import UpsampleNetwork
 from studio.engine.models.wavernn_step import DualStepper, LpcStepper, MulawStepper
 
@@ -670,13 +671,7 @@ class WaveRNN(WaveformModel):
                 return
         if decoded < seg:
             return
-        joined = fold.unfold(audio, length, overlap, total, fade)
-        if tap is not None:  # rows of segment 0's last own samples go with the first joined block
-            tap.flush(total)
-        for start in range(emitted, total, block):
-            yield joined[start : start + block]
-            if request.cancelled:
-                return
+        yield from stream_joined(fold.unfold(audio, length, overlap, total, fade), emitted, total, block, request, tap)
 
     def generate_plain(
         self,
@@ -712,21 +707,28 @@ class WaveRNN(WaveformModel):
                 self._plain_dual(cond, uniforms, temperature, table, classes, start)
             return self.decode(classes)
 
+    def _plain_step(self, x: Tensor, cond_t: Tensor, h1: Tensor, h2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One unbatched step of the single-softmax network through the nn modules: x [n_in] sample
+        inputs, cond_t [n_mels + 4 * aux_dims (+ lpc_order)] this step's conditioning, h1 / h2 [1, 1, R]
+        -> (logits [1, K], new h1, new h2)."""
+        r = self.config.rnn_dims
+        mel_t, a0, a1, a2, a3 = self._split_cond(cond_t)
+        i = self.I(torch.cat([x, mel_t, a0]))
+        o1, h1 = self.rnn1(i.view(1, 1, r), h1)
+        x1 = o1.view(r) + i
+        o2, h2 = self.rnn2(torch.cat([x1, a1]).view(1, 1, -1), h2)
+        x2 = o2.view(r) + x1
+        y = torch.relu(self.fc1(torch.cat([x2, a2])))
+        y = torch.relu(self.fc2(torch.cat([y, a3])))
+        return self.fc3(y).view(1, -1), h1, h2
+
     def _plain_mulaw(self, cond, uniforms, temperature, table, classes, start) -> None:
         r = self.config.rnn_dims
         h1 = cond.new_zeros(1, 1, r)
         h2 = cond.new_zeros(1, 1, r)
         x = table[start].view(1)
         for t in range(cond.shape[0]):
-            mel_t, a0, a1, a2, a3 = self._split_cond(cond[t])
-            i = self.I(torch.cat([x, mel_t, a0]))
-            o1, h1 = self.rnn1(i.view(1, 1, r), h1)
-            x1 = o1.view(r) + i
-            o2, h2 = self.rnn2(torch.cat([x1, a1]).view(1, 1, -1), h2)
-            x2 = o2.view(r) + x1
-            y = torch.relu(self.fc1(torch.cat([x2, a2])))
-            y = torch.relu(self.fc2(torch.cat([y, a3])))
-            logits = self.fc3(y).view(1, -1)
+            logits, h1, h2 = self._plain_step(x, cond[t], h1, h2)
             q = sample_classes(logits, uniforms[t, :, 0], temperature)
             classes[t] = q[0]
             x = table[q]
@@ -741,17 +743,10 @@ class WaveRNN(WaveformModel):
         signal = cond.new_zeros(cond.shape[0])
         rows = self.n_mels + 4 * self.aux_dims
         for t in range(cond.shape[0]):
-            mel_t, a0, a1, a2, a3 = self._split_cond(cond[t])
             p = (history * cond[t, rows:]).sum()
             x = torch.cat([compand(torch.stack([history[0], p]), bits), e_in])
-            i = self.I(torch.cat([x, mel_t, a0]))
-            o1, h1 = self.rnn1(i.view(1, 1, r), h1)
-            x1 = o1.view(r) + i
-            o2, h2 = self.rnn2(torch.cat([x1, a1]).view(1, 1, -1), h2)
-            x2 = o2.view(r) + x1
-            y = torch.relu(self.fc1(torch.cat([x2, a2])))
-            y = torch.relu(self.fc2(torch.cat([y, a3])))
-            q = sample_classes(self.fc3(y).view(1, -1), uniforms[t, :, 0], temperature)
+            logits, h1, h2 = self._plain_step(x, cond[t], h1, h2)
+            q = sample_classes(logits, uniforms[t, :, 0], temperature)
             s = (p + self.decode(q)[0]).clamp(-1.0, 1.0)
             signal[t] = s
             history = torch.cat([s.view(1), history[:-1]])

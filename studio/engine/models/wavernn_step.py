@@ -179,14 +179,19 @@ class MulawStepper(_Stepper):
         self.fc3 = Affine(_out(_f64(model.fc3.weight).T, like), _out(_f64(model.fc3.bias), like))  # [F, K]
         self.input_table = _out(model.class_inputs(), like)  # class -> network input value
 
+    _add_inputs = staticmethod(torch.addcmul)
+    """``_add_inputs(bias [B, D], x, share)``: a projection plus the sample inputs' share of it; x [B, 1]
+    times share [D] here (one input), x [B, n_in] @ share [n_in, D] in ``LpcStepper``."""
+
     def step(self, x: Tensor, proj: list[Tensor], k: int, h: Tensor) -> tuple[Tensor, Tensor]:
-        """One step for B streams: x [B, 1] previous-sample input, h [2, B, R] -> (logits [B, K], new h)."""
+        """One step for B streams: x [B, 1] previous-sample input ([B, 3] in ``LpcStepper``),
+        h [2, B, R] -> (logits [B, K], new h)."""
         r = self.rnn_dims
         icond, g1, g2, f1, f2 = proj[0][k], proj[1][k], proj[2][k], proj[3][k], proj[4][k]
         gh1 = self.hh1(h[0])
         gh2 = self.hh2(h[1])  # independent of this step's GRU1 output
-        h1 = _gru_gates(torch.addcmul(g1, x, self.g1_x), gh1, h[0], r)
-        x1 = h1 + torch.addcmul(icond, x, self.i_x)
+        h1 = _gru_gates(self._add_inputs(g1, x, self.g1_x), gh1, h[0], r)
+        x1 = h1 + self._add_inputs(icond, x, self.i_x)
         h2 = _gru_gates(self.w2_x(x1, g2), gh2, h[1], r)
         x2 = h2 + x1
         y = torch.relu_(self.wf1_x(x2, f1))
@@ -232,19 +237,7 @@ class LpcStepper(MulawStepper):
     def project(self, cond: Tensor) -> list[Tensor]:
         return super().project(cond) + [cond[..., self.lpc_rows :].transpose(0, 1)]
 
-    def step(self, x: Tensor, proj: list[Tensor], k: int, h: Tensor) -> tuple[Tensor, Tensor]:
-        """x [B, 3] the step's sample inputs, h [2, B, R] -> (logits [B, K], new h)."""
-        r = self.rnn_dims
-        icond, g1, g2, f1, f2 = proj[0][k], proj[1][k], proj[2][k], proj[3][k], proj[4][k]
-        gh1 = self.hh1(h[0])
-        gh2 = self.hh2(h[1])
-        h1 = _gru_gates(torch.addmm(g1, x, self.g1_x), gh1, h[0], r)
-        x1 = h1 + torch.addmm(icond, x, self.i_x)
-        h2 = _gru_gates(self.w2_x(x1, g2), gh2, h[1], r)
-        x2 = h2 + x1
-        y = torch.relu_(self.wf1_x(x2, f1))
-        y = torch.relu_(self.wf2_x(y, f2))
-        return self.fc3(y), torch.stack([h1, h2])
+    _add_inputs = staticmethod(torch.addmm)  # x [B, 3] @ share [3, D]: see ``MulawStepper._add_inputs``
 
     def _initial_state(self, batch: int, start_class: int):
         table = self.input_table
