@@ -9,9 +9,13 @@ default fold lengths of both autoregressive families.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+from support import tiny_waveglow
+from support.cancel_timing import cancel_mid_run
 
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.models import fast_linear
@@ -20,30 +24,19 @@ from studio.engine.models import wavenet_native as wn_native
 from studio.engine.models import wavernn_fold as rnn_fold
 from studio.engine.models.base import GenerateRequest
 from studio.engine.models.fast_linear import Affine
-from studio.engine.models.waveglow import WaveGlow, WaveGlowConfig
+from studio.engine.models.waveglow import WaveGlow
 from studio.engine.models.waveglow_fast import FastWN, pointwise
 from studio.engine.models.waveglow_flow import WN
 from studio.engine.models.wavenet import WaveNet, WaveNetConfig
 from studio.engine.models.wavenet_fast import IncrementalWaveNet
 from studio.engine.models.wavernn import WaveRNN, WaveRNNConfig, default_fold_length
 
-PROFILE = FeatureProfile(
-    name="tiny-8k", sample_rate=8000, n_fft=256, hop_length=64, win_length=256, n_mels=8, fmin=0.0, fmax=4000.0
-)
-GLOW = WaveGlowConfig(
-    n_mels=8, n_flows=4, n_group=8, n_early_every=2, n_early_size=2,
-    wn_layers=3, wn_channels=16, wn_kernel_size=3, upsample_window=128,
-)  # fmt: skip
+PROFILE = tiny_waveglow.PROFILE
+GLOW = dataclasses.replace(tiny_waveglow.CONFIG, wn_layers=3)
 
 
 def glow(seed: int) -> WaveGlow:
-    torch.manual_seed(seed)
-    model = WaveGlow(GLOW, PROFILE)
-    with torch.no_grad():
-        for wn in model.WN:  # the zero-initialised ends would make every coupling the identity
-            wn.end.weight.normal_(0.0, 0.2)
-            wn.end.bias.normal_(0.0, 0.1)
-    return model.eval()
+    return tiny_waveglow.live_waveglow(seed, GLOW, PROFILE, end_std=0.2)
 
 
 def mel(frames: int, seed: int = 1) -> torch.Tensor:
@@ -287,6 +280,14 @@ def native_wavenet(**changes) -> WaveNet:
     return model
 
 
+def wavenet_native_or_skip():
+    """The native WaveNet library, or skip the test where it cannot be built (no compiler)."""
+    lib = wn_native.native_library()
+    if lib is None:
+        pytest.skip("native loop unavailable (no compiler)")
+    return lib
+
+
 def test_native_library_builds_where_a_compiler_exists():
     import shutil
 
@@ -297,9 +298,7 @@ def test_native_library_builds_where_a_compiler_exists():
 
 @pytest.mark.parametrize("kernel_size", [2, 3])
 def test_native_wavenet_logits_equal_the_full_network(kernel_size):
-    lib = wn_native.native_library()
-    if lib is None:
-        pytest.skip("native loop unavailable (no compiler)")
+    lib = wavenet_native_or_skip()
     model = native_wavenet(kernel_size=kernel_size)
     length = 150
     x = torch.randint(0, 256, (1, length), generator=torch.Generator().manual_seed(2))
@@ -361,9 +360,7 @@ def test_native_loop_falls_back_when_the_build_fails_and_reuses_its_cache(tmp_pa
 # -- the native folded WaveNet loop ----------------------------------------------------------------------
 @pytest.mark.parametrize("kernel_size", [2, 3])
 def test_native_folded_logits_equal_the_full_network(kernel_size):
-    lib = wn_native.native_library()
-    if lib is None:
-        pytest.skip("native loop unavailable (no compiler)")
+    lib = wavenet_native_or_skip()
     model = native_wavenet(kernel_size=kernel_size)
     batch, length = 11, 150  # 11 folds: a full 8-row block plus a remainder; 72 skip channels: every column tail
     x = torch.randint(0, 256, (batch, length), generator=torch.Generator().manual_seed(2))
@@ -383,8 +380,7 @@ def test_native_folded_logits_equal_the_full_network(kernel_size):
 
 @pytest.mark.parametrize("conditioned", [True, False])
 def test_native_folded_generation_equals_the_torch_folded_steps(conditioned, monkeypatch):
-    if wn_native.native_library() is None:
-        pytest.skip("native loop unavailable (no compiler)")
+    wavenet_native_or_skip()
     calls = {True: 0}
     run = wn_native.NativeFoldedWaveNet.run
 
@@ -433,8 +429,7 @@ def test_native_folded_generation_equals_the_torch_folded_steps(conditioned, mon
 
 
 def test_native_folded_aims_for_folds_per_worker_thread(monkeypatch):
-    if wn_native.native_library() is None:
-        pytest.skip("native loop unavailable (no compiler)")
+    wavenet_native_or_skip()
     assert 1 <= wn_native.default_fold_threads() <= max(1, torch.get_num_threads())
     made = []
     init = wn_native.NativeFoldedWaveNet.__init__
@@ -609,9 +604,6 @@ def test_native_wavernn_falls_back_to_the_torch_steps_and_says_why(tmp_path, mon
 
 @pytest.mark.parametrize("folded", [False, True])
 def test_native_wavernn_cancel_lands_within_200_ms(folded):
-    import threading
-    import time
-
     from studio.engine.models.base import CancelToken
 
     rnn_native_or_skip()
@@ -624,18 +616,6 @@ def test_native_wavernn_cancel_lands_within_200_ms(folded):
     opts = {"folded": True, "fold_length": 64000, "fold_overlap": 64} if folded else {}
     request = GenerateRequest(mel=np.random.default_rng(2).standard_normal((8, frames)).astype(np.float32),
                               block_size=1_000_000, cancel=token, options=opts)
-    result: dict = {}
-
-    def worker():
-        result["audio"] = model.generate(request)
-        result["end"] = time.perf_counter()
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    time.sleep(0.4)
-    cancelled_at = time.perf_counter()
-    token.cancel()
-    thread.join(timeout=5)
-    assert not thread.is_alive()
-    assert result["end"] - cancelled_at < 0.2
-    assert 0 < len(result["audio"]) < frames * 16
+    audio, latency = cancel_mid_run(lambda: model.generate(request), token, after_s=0.4)
+    assert latency < 0.2, f"generate returned {latency * 1000:.0f} ms after cancel"
+    assert 0 < len(audio) < frames * 16

@@ -9,31 +9,17 @@ import tracemalloc
 import numpy as np
 import pytest
 import soundfile as sf
+from support import live_audio
 from support.audio import dominant_frequency, tone, tone_snr_db, warm_up_output
+from support.live_audio import wait_until
 
 from studio.engine.audio.files import AudioFileError
-from studio.engine.audio.player import Player, PlayerState
+from studio.engine.audio.player import PlayerState
 from studio.engine.audio.recorder import Recorder
 
 pytestmark = pytest.mark.sound
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture
-def player(pulse_server):
-    warm_up_output()
-    p = Player()
-    yield p
-    p.stop()
-
-
-def wait_until(predicate, timeout: float = 10.0, period: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(period)
-    return True
+player = live_audio.player  # the fixture
 
 
 def test_buffer_at_another_rate_plays_to_the_end(player):
@@ -239,14 +225,9 @@ def test_stream_recovers_when_the_server_returns_and_errors_when_it_does_not(tmp
 import sys, time, numpy as np
 sys.path.insert(0, {TESTS_DIR!r})
 from support import pulse
+from support.live_audio import wait_until
 server = pulse.start()
 server.wait_warm()
-
-def wait_until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return predicate()
 
 try:
     from studio.engine.audio.player import Player

@@ -11,32 +11,17 @@ import wave
 import numpy as np
 import pytest
 import soundfile as sf
-from support.audio import dominant_frequency, tone, warm_up_output
+from support import live_audio
+from support.audio import dominant_frequency, tone
+from support.live_audio import wait_until
 
 from studio.engine.audio.devices import AudioDeviceError
 from studio.engine.audio.files import AudioWriteError
-from studio.engine.audio.player import Player
 from studio.engine.audio.recorder import Recorder, RecorderState
 
 pytestmark = pytest.mark.sound
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture
-def player(pulse_server):
-    warm_up_output()
-    p = Player()
-    yield p
-    p.stop()
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+player = live_audio.player  # the fixture
 
 
 def test_records_exact_length_with_levels_clip_and_recent(player, tmp_path):
@@ -154,6 +139,7 @@ import numpy as np, soundfile as sf
 sys.path.insert(0, {tests!r})
 from support import pulse
 from support.audio import tone
+from support.live_audio import wait_until
 server = pulse.start()
 server.wait_warm()
 result = {{}}
@@ -161,12 +147,6 @@ try:
     from studio.engine.audio.recorder import Recorder
     tone_path = {tone_path!r}
     sf.write(tone_path, tone(1000, 1.0, 48000), 48000)
-
-    def wait_until(predicate, timeout):
-        deadline = time.monotonic() + timeout
-        while not predicate() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return predicate()
 
     # 1. The server dies under a running Recorder and comes back: the recording goes on.
     rec = Recorder({path!r}, recover_timeout_s=15.0)

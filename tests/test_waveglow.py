@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from support import tiny_waveglow
+from support.cancel_timing import cancel_mid_run
 
 from studio.engine.audio.features import FeatureProfile, MelFrontEnd
 from studio.engine.models.base import CancelToken, GenerateRequest, build_model, get_family
@@ -16,24 +18,9 @@ from studio.engine.models.waveglow import WaveGlow, WaveGlowConfig
 from studio.engine.models.waveglow_denoiser import WaveGlowDenoiser
 from studio.engine.models.waveglow_flow import WN, Invertible1x1Conv
 
-PROFILE = FeatureProfile(
-    name="tiny-8k", sample_rate=8000, n_fft=256, hop_length=64, win_length=256, n_mels=8, fmin=0.0, fmax=4000.0
-)
-TINY = WaveGlowConfig(
-    n_mels=8, n_flows=4, n_group=8, n_early_every=2, n_early_size=2,
-    wn_layers=2, wn_channels=16, wn_kernel_size=3, upsample_window=128,
-)  # fmt: skip
-
-
-def tiny_model(seed: int = 0, config: WaveGlowConfig = TINY, profile: FeatureProfile = PROFILE) -> WaveGlow:
-    """A tiny WaveGlow whose couplings are not the identity (the zero-initialised ends get random weights)."""
-    torch.manual_seed(seed)
-    model = WaveGlow(config, profile)
-    with torch.no_grad():
-        for wn in model.WN:
-            wn.end.weight.normal_(0.0, 0.1)
-            wn.end.bias.normal_(0.0, 0.1)
-    return model.eval()
+PROFILE = tiny_waveglow.PROFILE
+TINY = tiny_waveglow.CONFIG
+tiny_model = tiny_waveglow.live_waveglow  # (seed=0, config=TINY, profile=PROFILE): couplings not the identity
 
 
 def random_mel(frames: int, seed: int = 1, batch: int = 1) -> torch.Tensor:
@@ -246,32 +233,13 @@ def test_cancel_stops_between_segments():
 
 def test_cancel_lands_within_200_ms_even_mid_chunk():
     """A chunk of this size takes seconds; the cancel is polled between coupling layers, not chunks."""
-    import threading
-    import time
-
     config = WaveGlowConfig(n_mels=8, n_flows=12, n_group=8, n_early_every=4, n_early_size=2,
                             wn_layers=8, wn_channels=128, wn_kernel_size=3, upsample_window=128)  # fmt: skip
     model = tiny_model(seed=3, config=config)
     mel = random_mel(600)[0].numpy()  # 38400 samples in ONE chunk: 96 coupling layers over 4800 steps
     token = CancelToken()
     request = GenerateRequest(mel=mel, cancel=token, options={"chunk_frames": 600})
-    got: list[np.ndarray] = []
-    ended = threading.Event()
-
-    def consume():
-        for block in model.stream(request):
-            got.append(block)
-        ended.set()
-
-    worker = threading.Thread(target=consume, daemon=True)
-    worker.start()
-    time.sleep(0.5)
-    assert not ended.is_set()
-    cancelled_at = time.perf_counter()
-    token.cancel()
-    assert ended.wait(5.0)
-    latency = time.perf_counter() - cancelled_at
-    worker.join()
+    got, latency = cancel_mid_run(lambda: list(model.stream(request)), token, after_s=0.5)
     assert latency < 0.2, f"stream ended {latency * 1000:.0f} ms after cancel"
     assert got == []  # cancelled inside the only chunk: nothing half-made is yielded
 

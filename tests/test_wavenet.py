@@ -6,13 +6,12 @@ import dataclasses
 import os
 import shutil
 import subprocess
-import threading
-import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from support.cancel_timing import cancel_mid_run
 
 from studio.engine.audio.features import FeatureProfile, MelFrontEnd
 from studio.engine.models.base import CancelToken, GenerateRequest, build_model, get_family
@@ -289,23 +288,8 @@ def test_cancel_lands_within_200_ms_even_mid_block(folded):
     token = CancelToken()
     frames = 5000
     request = GenerateRequest(mel=random_mel(frames), block_size=frames * 64, cancel=token, options={"folded": folded})
-    got: list[np.ndarray] = []
-    ended = threading.Event()
-
-    def consume():
-        for block in model.stream(request):
-            got.append(block)
-        ended.set()
-
-    worker = threading.Thread(target=consume, daemon=True)
-    worker.start()
-    time.sleep(1.5)  # past the setup (stepper packing, first conditioning) even under heavy load
-    assert not ended.is_set()
-    cancelled_at = time.perf_counter()
-    token.cancel()
-    assert ended.wait(5.0)
-    latency = time.perf_counter() - cancelled_at
-    worker.join()
+    # after 1.5 s: past the setup (stepper packing, first conditioning) even under heavy load
+    got, latency = cancel_mid_run(lambda: list(model.stream(request)), token, after_s=1.5)
     assert latency < 0.2, f"stream ended {latency * 1000:.0f} ms after cancel"
     made = sum(len(b) for b in got)
     assert 0 < made < frames * 64  # the partial block is kept

@@ -4,12 +4,12 @@ training on real speech, and the base streaming interface. Tiny models; the whol
 from __future__ import annotations
 
 import math
-import threading
-import time
 
 import numpy as np
 import pytest
 import torch
+from support.cancel_timing import cancel_mid_run
+from support.crop_training import adam_steps_on_random_crops, evenly_spaced_crops
 from support.tiny_training import espeak_word
 
 from studio.engine.audio.features import FeatureProfile, MelFrontEnd
@@ -378,21 +378,9 @@ def test_cancel_lands_within_200_ms(folded):
     token = CancelToken()
     opts = ({"folded": True, "fold_length": 16000, "fold_overlap": 64} if folded else {}) | {"native": False}  # the torch steps; the native loop has its own cancel test
     req = GenerateRequest(mel=mel, block_size=1_000_000, cancel=token, options=opts)
-    result: dict = {}
-
-    def worker():
-        result["audio"] = model.generate(req)
-        result["end"] = time.perf_counter()
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    time.sleep(0.4)
-    cancelled_at = time.perf_counter()
-    token.cancel()
-    thread.join(timeout=5)
-    assert not thread.is_alive()
-    assert result["end"] - cancelled_at < 0.2
-    assert 0 < len(result["audio"]) < 64000
+    audio, latency = cancel_mid_run(lambda: model.generate(req), token, after_s=0.4)
+    assert latency < 0.2, f"generate returned {latency * 1000:.0f} ms after cancel"
+    assert 0 < len(audio) < 64000
 
 
 # -- training on real speech ----------------------------------------------------------------------------------
@@ -419,9 +407,7 @@ def test_a_few_dozen_training_steps_lower_the_loss(speech, mode, bits):
     model = tiny_model(mode, bits, seed=3).train()
     front = MelFrontEnd(PROFILE)
     seg = 160
-    rng = np.random.default_rng(0)
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    fixed = torch.from_numpy(np.stack([speech[i : i + seg] for i in np.linspace(0, len(speech) - seg, 12, dtype=int)]))
+    fixed = evenly_spaced_crops(speech, seg)
     targets = model.encode(torch.from_numpy(speech)).numpy()
 
     def evaluate() -> float:
@@ -438,14 +424,7 @@ def test_a_few_dozen_training_steps_lower_the_loss(speech, mode, bits):
         return loss
 
     before = evaluate()
-    for _ in range(60):
-        starts = rng.integers(0, len(speech) - seg, 16)
-        batch = torch.from_numpy(np.stack([speech[s : s + seg] for s in starts]))
-        loss = model.training_loss(batch, front(batch))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+    batch = adam_steps_on_random_crops(model, speech, front, length=seg)  # 60 steps of 16 crops
     after = evaluate()
     context_free = entropy_nats(targets if mode == "mulaw" else targets // 256)
     assert after < before - 0.4, (before, after)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from support.crop_training import adam_steps_on_random_crops, evenly_spaced_crops
 from support.tiny_training import espeak_word
 
 from studio.engine.audio import lpc
@@ -222,9 +223,7 @@ def test_a_few_dozen_training_steps_lower_the_excitation_loss(speech):
     model = lpc_model(seed=5, quiet=False).train()
     front = MelFrontEnd(PROFILE)
     seg = 160
-    rng = np.random.default_rng(0)
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    fixed = torch.from_numpy(np.stack([speech[i : i + seg] for i in np.linspace(0, len(speech) - seg, 12, dtype=int)]))
+    fixed = evenly_spaced_crops(speech, seg)
 
     def evaluate() -> float:
         model.eval()
@@ -243,14 +242,7 @@ def test_a_few_dozen_training_steps_lower_the_excitation_loss(speech):
     signal = model.encode(lpc.preemphasise(fixed)).numpy()
     assert entropy(excitation) < entropy(signal) - 0.2
     before = evaluate()
-    for _ in range(60):
-        starts = rng.integers(0, len(speech) - seg, 16)
-        batch = torch.from_numpy(np.stack([speech[s : s + seg] for s in starts]))
-        loss = model.training_loss(batch, front(batch))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+    adam_steps_on_random_crops(model, speech, front, length=seg)  # 60 steps of 16 crops
     after = evaluate()
     assert after < before - 0.4, (before, after)
     assert after < entropy(excitation) - 0.1, (after, entropy(excitation))

@@ -7,25 +7,13 @@ import os
 
 import numpy as np
 import pytest
-
-TINY_WAVENET = dict(
-    n_mels=0, layers=4, dilation_cycle=4, residual_channels=8, gate_channels=16, skip_channels=8, cond_channels=0
-)
+from support.saved_models import save_tiny_wavenet
 
 
 @pytest.fixture
 def tiny_model(private_dirs):
     """An unconditional WaveNet of a few thousand parameters, saved in the user models folder."""
-    from studio.engine.audio.features import PRESETS
-    from studio.engine.checkpoints import save_checkpoint
-    from studio.engine.models.base import build_model
-
-    model = build_model("wavenet", TINY_WAVENET, PRESETS["speech16k"])
-    model.name = "tiny-wavenet"
-    folder = private_dirs / "models"
-    folder.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, folder / "tiny-wavenet")
-    return str(folder / "tiny-wavenet")
+    return save_tiny_wavenet(private_dirs / "models")
 
 
 def load_model(qtbot, window, path: str):

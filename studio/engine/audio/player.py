@@ -60,9 +60,9 @@ from studio.engine.audio.playback_sources import (
 )
 from studio.engine.audio.resample import StreamResampler
 from studio.engine.audio.ring import FrameRing, HistoryRing
+from studio.engine.audio.stream_loops import reopen_attempts, stream_settings, wait_while
 from studio.engine.audio.streams import (
     DEFAULT_RECOVER_TIMEOUT_S,
-    REOPEN_BACKOFF_S,
     STALL_TIMEOUT_S,
     check_recover_timeout,
     close_quietly,
@@ -287,14 +287,8 @@ class Player:
 
     def _stream_settings(self) -> dict:
         """Keyword arguments for ``sd.OutputStream`` on the current device (start and recovery)."""
-        return dict(
-            device=self._device_info.index,
-            samplerate=self.device_rate,
-            channels=self.out_channels,
-            dtype="float32",
-            blocksize=self.blocksize,
-            latency=self.latency,
-            callback=self._callback,
+        return stream_settings(
+            self._device_info.index, self.device_rate, self.out_channels, self.blocksize, self.latency, self._callback
         )
 
     def stop(self) -> None:
@@ -334,12 +328,7 @@ class Player:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until playback has finished or stopped; True if it did within ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.state in (PlayerState.PLAYING, PlayerState.PAUSED):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        return wait_while(lambda: self.state in (PlayerState.PLAYING, PlayerState.PAUSED), timeout)
 
     # ------------------------------------------------------------------------------------ controls
     def pause(self) -> None:
@@ -725,9 +714,8 @@ class Player:
         with self._lock:
             dead = self._stream
         close_quietly(dead, what="dead output stream")
-        delay, attempts, problem = REOPEN_BACKOFF_S[0], 0, "no time left to reopen it"
-        while not self._quit.is_set() and time.monotonic() < deadline:
-            attempts += 1
+        problem = "no time left to reopen it"
+        for attempt in reopen_attempts(self._quit, deadline):
             with self._lock:
                 if self._quit.is_set() or self._stream is not dead:
                     return "stopped"
@@ -735,7 +723,7 @@ class Player:
                     stream = open_started(sd.OutputStream, **self._stream_settings())
                 except (sd.PortAudioError, ValueError) as exc:
                     problem = f"reopening failed: {exc}"
-                    log.info("reopening %r (attempt %d) failed: %s", self.device_name, attempts, exc)
+                    log.info("reopening %r (attempt %d) failed: %s", self.device_name, attempt, exc)
                 else:
                     self._stream = stream
                     self._recoveries += 1
@@ -747,9 +735,6 @@ class Player:
                         self._recoveries,
                     )
                     return None
-            if self._quit.wait(delay):
-                break
-            delay = min(2 * delay, REOPEN_BACKOFF_S[1])
         return "stopped" if self._quit.is_set() else problem
 
     def _stop_from_producer(self) -> None:

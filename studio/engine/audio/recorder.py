@@ -63,9 +63,9 @@ import numpy as np
 from studio.engine.audio import devices
 from studio.engine.audio.levels import LevelMeter, Levels
 from studio.engine.audio.ring import FrameRing, HistoryRing
+from studio.engine.audio.stream_loops import reopen_attempts, stream_settings, wait_while
 from studio.engine.audio.streams import (
     DEFAULT_RECOVER_TIMEOUT_S,
-    REOPEN_BACKOFF_S,
     STALL_TIMEOUT_S,
     check_recover_timeout,
     close_quietly,
@@ -263,13 +263,9 @@ class Recorder:
         """Open and start an input stream on the resolved device (start and recovery)."""
         return open_started(
             devices.sd().InputStream,
-            device=self.device_info.index,
-            samplerate=self.sample_rate,
-            channels=self.channels,
-            dtype="float32",
-            blocksize=self.blocksize,
-            latency=self.latency,
-            callback=self._callback,
+            **stream_settings(
+                self.device_info.index, self.sample_rate, self.channels, self.blocksize, self.latency, self._callback
+            ),
         )
 
     def stop(self) -> str:
@@ -293,12 +289,7 @@ class Recorder:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until recording has stopped (e.g. at ``max_seconds``); True if it did in time."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._state == RecorderState.RECORDING:
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        return wait_while(lambda: self._state == RecorderState.RECORDING, timeout)
 
     # ---------------------------------------------------------------------------------- status
     @property
@@ -479,9 +470,8 @@ class Recorder:
         self._drain()  # what the old stream captured before it died
         last_block = self._last_block
         deadline = lost_at + self.recover_timeout_s
-        delay, attempts, problem = REOPEN_BACKOFF_S[0], 0, reason
-        while not self._quit.is_set() and time.monotonic() < deadline:
-            attempts += 1
+        problem = reason
+        for attempt in reopen_attempts(self._quit, deadline):
             self._first_block = None
             self._awaiting_first_block = True
             try:
@@ -489,7 +479,7 @@ class Recorder:
             except (devices.sd().PortAudioError, ValueError) as exc:
                 self._awaiting_first_block = False
                 problem = f"reopening failed: {exc}"
-                log.info("reopening %r (attempt %d) failed: %s", name, attempts, exc)
+                log.info("reopening %r (attempt %d) failed: %s", name, attempt, exc)
             else:
                 opened = time.monotonic()
                 while self._awaiting_first_block and time.monotonic() - opened < STALL_TIMEOUT_S:
@@ -503,9 +493,6 @@ class Recorder:
                 if self._quit.is_set():
                     break
                 problem = f"the reopened stream delivered nothing for {STALL_TIMEOUT_S:g} s"
-            if self._quit.wait(delay):
-                break
-            delay = min(2 * delay, REOPEN_BACKOFF_S[1])
         if self._quit.is_set():
             return False  # stopped while recovering: not an error
         self._last_error = devices.AudioDeviceError(

@@ -46,11 +46,6 @@ def _as_frames(block: np.ndarray, channels: int) -> np.ndarray:
     return block
 
 
-def _check_size(capacity: int, channels: int) -> None:
-    if capacity < 1 or channels < 1:
-        raise ValueError(f"capacity and channels must be >= 1, got {capacity}, {channels}")
-
-
 def _store_mirrored(buf: np.ndarray, capacity: int, pos: int, block: np.ndarray) -> None:
     """Copy ``block`` (``n <= capacity`` frames) to absolute position ``pos`` of mirrored storage
     ``buf`` (``2 * capacity`` frames): into both halves, split where the ring wraps. No allocation."""
@@ -65,7 +60,25 @@ def _store_mirrored(buf: np.ndarray, capacity: int, pos: int, block: np.ndarray)
         buf[capacity : capacity + rest] = block[first:n]
 
 
-class FrameRing:
+class _MirroredRing:
+    """What both rings hold: mirrored float32 storage of ``capacity`` frames × ``channels`` (see the
+    module doc) and the absolute count of frames ever written into it."""
+
+    def __init__(self, capacity: int, channels: int) -> None:
+        if capacity < 1 or channels < 1:
+            raise ValueError(f"capacity and channels must be >= 1, got {capacity}, {channels}")
+        self.capacity = int(capacity)
+        self.channels = int(channels)
+        self._buf = np.zeros((2 * self.capacity, self.channels), dtype=np.float32)
+        self._write_pos = 0
+
+    @property
+    def write_pos(self) -> int:
+        """Absolute count of frames ever written (appended)."""
+        return self._write_pos
+
+
+class FrameRing(_MirroredRing):
     """Lock-free SPSC FIFO of float32 frames, ``capacity`` frames × ``channels``.
 
     Producer side: ``write``, ``writable``, ``request_flush``. Consumer side (may be the audio
@@ -73,20 +86,11 @@ class FrameRing:
     """
 
     def __init__(self, capacity: int, channels: int) -> None:
-        _check_size(capacity, channels)
-        self.capacity = int(capacity)
-        self.channels = int(channels)
-        self._buf = np.zeros((2 * self.capacity, self.channels), dtype=np.float32)
-        self._write_pos = 0
+        super().__init__(capacity, channels)
         self._read_pos = 0
         self._skip_to = 0  # a flush request from the producer; the consumer jumps read_pos up to it
 
-    # ---- shared, read-only -------------------------------------------------------------------
-    @property
-    def write_pos(self) -> int:
-        """Absolute count of frames ever written."""
-        return self._write_pos
-
+    # ---- shared, read-only (and ``write_pos``) -----------------------------------------------
     @property
     def read_pos(self) -> int:
         """Absolute count of frames ever consumed (or skipped by a flush)."""
@@ -171,25 +175,13 @@ class FrameRing:
         self._skip_to = 0
 
 
-class HistoryRing:
+class HistoryRing(_MirroredRing):
     """The most recent ``capacity`` frames of a signal, overwritten as new frames arrive.
 
     One writer (``append``) and any number of readers (``latest``/``since``). Readers copy, so a
     reading can straddle a concurrent write by at most the frames written meanwhile; that is fine for
     its uses (level meters, live waveforms), which is why it takes no lock.
     """
-
-    def __init__(self, capacity: int, channels: int) -> None:
-        _check_size(capacity, channels)
-        self.capacity = int(capacity)
-        self.channels = int(channels)
-        self._buf = np.zeros((2 * self.capacity, self.channels), dtype=np.float32)
-        self._write_pos = 0
-
-    @property
-    def write_pos(self) -> int:
-        """Absolute count of frames ever appended."""
-        return self._write_pos
 
     def append(self, block: np.ndarray) -> None:
         """Append ``(frames, channels)`` frames; only the last ``capacity`` are kept. No allocation."""

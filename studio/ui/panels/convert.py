@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from studio.ui import settings as settings_store
 from studio.ui import theme
 from studio.ui.widgets.common import quiet_progress, readout_label, set_combo_items
+from studio.ui.widgets.run_buttons import run_buttons
 
 SOURCES = {
     "take": "The shown take",
@@ -107,10 +108,7 @@ class ConvertPanel(QWidget):
         self.formant.setToolTip("Formant / timbre shift: >1 a smaller, brighter vocal tract; <1 a larger one")
         self.whisper = QCheckBox("whisper")
         self.whisper.setToolTip("Render without voicing: a whisper through the same vocal tract")
-        self.convert_button = QPushButton("Convert")
-        self.convert_button.setObjectName("primary")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
+        self.convert_button, self.cancel_button, buttons = run_buttons("Convert")
         self.progress = quiet_progress(1)
         self.readout = readout_label(wrap=True)
 
@@ -125,9 +123,6 @@ class ConvertPanel(QWidget):
         form.addRow("pitch", self.pitch)
         form.addRow("formants", self.formant)
         form.addRow("", self.whisper)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.convert_button, 1)
-        buttons.addWidget(self.cancel_button)
         offline = QGroupBox("Convert a take")
         offline_layout = QVBoxLayout(offline)
         offline_layout.addLayout(form)

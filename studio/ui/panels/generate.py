@@ -11,9 +11,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -21,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from studio.ui.timefmt import format_time
 from studio.ui.widgets.common import quiet_progress, readout_label
+from studio.ui.widgets.run_buttons import run_buttons
 
 MODES = {
     "free": "Free (unconditional)",
@@ -100,14 +99,8 @@ class GeneratePanel(QWidget):
         form.addRow("device", self.device)
         form.addRow("", self.show_distribution)
 
-        self.generate_button = QPushButton("Generate")
-        self.generate_button.setObjectName("primary")
-        self.generate_button.setEnabled(False)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.generate_button, 1)
-        buttons.addWidget(self.cancel_button)
+        self.generate_button, self.cancel_button, buttons = run_buttons("Generate")
+        self.generate_button.setEnabled(False)  # until a model is loaded
         self.progress = quiet_progress(1000)
         self.readout = readout_label()
 

@@ -28,6 +28,7 @@ from studio.ui import settings as settings_store
 from studio.ui import theme
 from studio.ui.timefmt import format_time
 from studio.ui.widgets.common import quiet_progress, readout_label
+from studio.ui.widgets.run_buttons import run_buttons
 
 HELDOUT_COLOUR = "#ffb74a"
 
@@ -97,10 +98,7 @@ class TrainPanel(QWidget):
         self.config = QLineEdit()
         self.config.setPlaceholderText('config overrides, e.g. {"layers": 8}')
         self.config.setToolTip("JSON object of family config fields (as studio train --config)")
-        self.train_button = QPushButton("Train")
-        self.train_button.setObjectName("primary")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
+        self.train_button, self.cancel_button, buttons = run_buttons("Train")
         self.cancel_button.setToolTip("Stop after the current step; a checkpoint is saved")
         self.progress = quiet_progress(1000)
         self.readout = readout_label(wrap=True)
@@ -142,9 +140,6 @@ class TrainPanel(QWidget):
         form.addRow("batch", self.batch)
         form.addRow("name", self.name)
         form.addRow("config", self.config)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button, 1)
-        buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addLayout(form)
