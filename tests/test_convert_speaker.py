@@ -264,3 +264,29 @@ def test_short_takes_lean_on_the_source_voice_register(voices):
     assert abs(short_used - short_own) / abs(source.lf0_mean - short_own) > abs(used - own) / abs(source.lf0_mean - own)
     with pytest.raises(ValueError, match="pitch_prior_frames"):
         SpeakerMapping(pitch_prior_frames=-1)
+
+
+def test_key_statistics_blend_by_frame_count():
+    """Pure arithmetic: weight n / (n + prior) per voicing class; prior 0 keeps the take's own."""
+    from studio.engine.convert.mapping import blend_key_statistics
+
+    own = tuple(np.full(3, v) for v in (1.0, 2.0, 3.0, 4.0))
+    prior = tuple(np.zeros(3) for _ in range(4))
+    assert all(np.array_equal(a, b) for a, b in zip(blend_key_statistics(own, prior, 100, 50, 0.0), own, strict=True))
+    blended = blend_key_statistics(own, prior, 200, 50, 200.0)
+    np.testing.assert_allclose([b[0] for b in blended], [0.5, 1.0, 3.0 * 0.2, 4.0 * 0.2])
+
+
+def test_a_short_takes_keys_lean_on_the_source_voice(voices):
+    """The key prior changes what a short take selects (and a huge prior equals the source statistics
+    alone); with no prior the take standardises its keys with its own statistics, as before."""
+    from studio.engine.convert.mapping import convert_to_voice
+
+    source, target = voices["allison"], voices["ru"]
+    f = analyze(clips_of("allison")[0][: RATE * 2].astype(np.float64), RATE)
+    outputs = {prior: convert_to_voice(f, target, SpeakerMapping(key_prior_frames=prior), source).sp
+               for prior in (0.0, 200.0, 1e12)}
+    assert not np.allclose(outputs[0.0], outputs[200.0])
+    assert not np.allclose(outputs[200.0], outputs[1e12])
+    with pytest.raises(ValueError, match="key_prior_frames"):
+        SpeakerMapping(key_prior_frames=-1)
