@@ -4,6 +4,8 @@ direct sum for the prediction. Pure computation on synthetic and real-sized sign
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +135,32 @@ def test_order_must_fit_the_spectrum():
         lpc.lpc_from_mel(torch.zeros(80, 2), PROFILE, 0)
     with pytest.raises(ValueError, match="n_fft too small"):
         lpc.autocorrelation_from_power(torch.ones(5), 8, 16000)
+
+
+def test_synthesis_inverts_the_excitation_block_by_block_with_coefficients_changing_per_frame():
+    """The excitation of a formant signal under per-frame coefficients from its mel, run back through
+    ``Synthesis`` in uneven blocks, gives the audio back (the all-pole state crosses frame borders)."""
+    x = ar_signal(16000, seed=3, a=formant_filter(), gain=0.002)
+    x *= 0.5 + 0.5 * np.sin(np.linspace(0, 6 * np.pi, x.shape[0]))  # a level that moves
+    mel = torch.from_numpy(compute_mel(x.astype(np.float32), PROFILE)).unsqueeze(0).double()
+    frames = lpc.lpc_from_mel(mel, PROFILE)  # [1, F, 16]
+    assert frames.shape[1] * PROFILE.hop_length >= x.shape[0]
+    per = lpc.per_sample(frames, PROFILE.hop_length, x.shape[0])
+    assert torch.equal(per[0, 5 * PROFILE.hop_length + 7], frames[0, 5])
+    e = lpc.excitation(torch.from_numpy(x).unsqueeze(0).double(), per)[0].numpy()
+    assert np.sqrt(np.mean(e**2)) < 0.5 * np.sqrt(np.mean(lpc.preemphasise(torch.from_numpy(x)).numpy() ** 2))
+    synthesis = lpc.Synthesis(frames[0].numpy(), PROFILE.hop_length)
+    cuts = [0, 1, 150, 151, 777, 5000, 5003, 12345, x.shape[0]]
+    out = np.concatenate([synthesis.process(e[a:b]) for a, b in itertools.pairwise(cuts)])
+    np.testing.assert_allclose(out, x, atol=1e-5)
+    whole = lpc.Synthesis(frames[0].numpy(), PROFILE.hop_length).process(e)
+    np.testing.assert_allclose(out, whole, atol=1e-6)
+    lazy = lpc.MelCoefficients(mel[0], PROFILE, chunk=7)  # computed 7 frames at a time as the blocks reach them
+    synthesis = lpc.Synthesis(lazy, PROFILE.hop_length)
+    assert not lazy._chunks
+    np.testing.assert_allclose(np.concatenate([synthesis.process(e[a:b]) for a, b in itertools.pairwise(cuts)]), out, atol=1e-6)
+
+
+def test_synthesis_refuses_empty_coefficients():
+    with pytest.raises(ValueError, match="coefficients"):
+        lpc.Synthesis(np.zeros((0, 16)), 200)

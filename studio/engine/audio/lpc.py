@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -33,6 +34,8 @@ from torch import Tensor
 from studio.engine.audio.features import FeatureProfile, decompress, mel_filterbank
 
 DEFAULT_ORDER = 16
+MAX_ORDER = 32
+"""The highest order the vocoders' ``lpc_order`` accepts."""
 PREEMPHASIS = 0.85
 """LPCNet's pre-emphasis: the network sees ``s_t = x_t - 0.85 x_{t-1}``; the output is de-emphasised."""
 NNLS_ITERATIONS = 12
@@ -154,7 +157,119 @@ def deemphasise(signal: np.ndarray, alpha: float = PREEMPHASIS, state: np.ndarra
     return out.astype(np.float32), np.asarray(last, dtype=np.float64)
 
 
+def per_sample(frame_coefficients: Tensor, hop: int, samples: int) -> Tensor:
+    """Frame coefficients [B, frames, order] -> per-sample [B, samples, order] (frame ``t // hop`` holds
+    sample ``t``; the last frame's are repeated where the frames end first)."""
+    out = frame_coefficients.repeat_interleave(hop, dim=1)[:, :samples]
+    if out.shape[1] < samples:
+        out = torch.cat([out, out[:, -1:].expand(-1, samples - out.shape[1], -1)], dim=1)
+    return out
+
+
+def excitation(audio: Tensor, coefficients: Tensor, alpha: float = PREEMPHASIS) -> Tensor:
+    """What the prediction misses: audio [B, T] and per-sample coefficients [B, T, order] ->
+    ``e = s - p`` [B, T] with ``s`` the pre-emphasised audio (clamped to [-1, 1]) and ``p`` its
+    prediction from the real past. :class:`Synthesis` inverts it."""
+    s = preemphasise(audio.float()).clamp(-1.0, 1.0)
+    return s - predict(s, coefficients.to(s.dtype))
+
+
+class MelCoefficients:
+    """Predictor coefficients of a mel's frames, computed ``chunk`` frames at a time when first asked
+    for (each frame's depend on that frame alone), so a long utterance's first block does not wait
+    for all of them (8 ms per second of audio). mel: [n_mels, frames] tensor; ``row(frame)`` -> [order]
+    float64 numpy."""
+
+    def __init__(self, mel: Tensor, profile: FeatureProfile, order: int = DEFAULT_ORDER, chunk: int = 64) -> None:
+        if mel.dim() != 2 or mel.shape[-1] < 1:
+            raise ValueError(f"need a mel [n_mels, frames >= 1], got shape {tuple(mel.shape)}")
+        self.mel, self.profile, self.order, self.chunk = mel.detach().cpu().double(), profile, int(order), int(chunk)
+        self.frames = int(mel.shape[-1])
+        self._chunks: dict[int, np.ndarray] = {}
+
+    def row(self, frame: int) -> np.ndarray:
+        index = frame // self.chunk
+        block = self._chunks.get(index)
+        if block is None:
+            lo = index * self.chunk
+            block = self._chunks[index] = lpc_from_mel(self.mel[:, lo : lo + self.chunk], self.profile, self.order).numpy()
+        return block[frame - index * self.chunk]
+
+
+class _ArrayCoefficients:
+    def __init__(self, coefficients: np.ndarray) -> None:
+        self.coefficients = coefficients
+        self.frames, self.order = coefficients.shape
+
+    def row(self, frame: int) -> np.ndarray:
+        return self.coefficients[frame]
+
+
+class Synthesis:
+    """Streaming inverse of :func:`excitation`: excitation blocks -> audio, per frame the all-pole
+    filter ``s_t = e_t + sum_k c[k-1] s_{t-k}`` with that frame's coefficients, then de-emphasis.
+
+    frame_coefficients: [frames, order] (float64 numpy, from :func:`lpc_from_mel`) or a
+    :class:`MelCoefficients` (computed as the blocks reach them); frame ``t // hop``
+    holds sample ``t``, samples past the last frame use the last frame's. ``process`` takes 1-D blocks
+    of any length in order (numpy, float) and returns float32 blocks of the same length; blocks joined
+    give the same result as one call on the whole excitation. Runs on the calling thread; the filter
+    state crosses frame borders through the last ``order`` outputs, which is exact for an all-pole filter.
+    """
+
+    def __init__(self, frame_coefficients: np.ndarray | MelCoefficients, hop: int, alpha: float = PREEMPHASIS) -> None:
+        if not isinstance(frame_coefficients, MelCoefficients):
+            array = np.asarray(frame_coefficients, dtype=np.float64)
+            if array.ndim != 2 or array.shape[0] < 1:
+                raise ValueError(f"need coefficients [frames >= 1, order], got shape {array.shape}")
+            frame_coefficients = _ArrayCoefficients(array)
+        if hop < 1:
+            raise ValueError(f"hop must be >= 1, got {hop}")
+        self.coefficients, self.hop, self.alpha = frame_coefficients, int(hop), float(alpha)
+        self.position = 0
+        self.history = np.zeros(frame_coefficients.order)  # s_{t-1}, s_{t-2}, ... (most recent first)
+        self.emphasis_state: np.ndarray | None = None
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        from scipy.signal import lfilter, lfiltic
+
+        e = np.asarray(block, dtype=np.float64).reshape(-1)
+        s = np.empty_like(e)
+        done, order, last = 0, self.coefficients.order, self.coefficients.frames - 1
+        while done < e.shape[0]:
+            t = self.position + done
+            frame = min(t // self.hop, last)
+            n = min(e.shape[0] - done, (frame + 1) * self.hop - t) if frame < last else e.shape[0] - done
+            a = np.concatenate([[1.0], -self.coefficients.row(frame)])
+            zi = lfiltic([1.0], a, self.history)
+            s[done : done + n] = lfilter([1.0], a, e[done : done + n], zi=zi)[0]
+            recent = s[max(0, done + n - order) : done + n][::-1]
+            self.history = np.concatenate([recent, self.history])[:order]
+            done += n
+        self.position += e.shape[0]
+        x, self.emphasis_state = deemphasise(s, self.alpha, self.emphasis_state)
+        return x
+
+
+def sample_coefficients(mel: Tensor, profile: FeatureProfile, order: int, samples: int) -> Tensor:
+    """Per-sample predictor coefficients of a batch of mels: [B, n_mels, F] -> [B, samples, order]
+    (float32; computed in float64 outside autocast; frame ``t // hop`` holds sample ``t``)."""
+    with torch.autocast(mel.device.type, enabled=False):
+        frames = lpc_from_mel(mel.double(), profile, order)
+    return per_sample(frames, profile.hop_length, samples).float()
+
+
+def synthesised(blocks: Iterable[Tensor], mel: Tensor, profile: FeatureProfile, order: int) -> Iterator[Tensor]:
+    """Excitation blocks (1-D tensors, in order) -> audio blocks (float32 CPU tensors of the same
+    lengths) through :class:`Synthesis` with the coefficients of ``mel`` [n_mels, F], computed as the
+    blocks reach them. The LPC configurations of WaveNet and WaveGlow stream through this."""
+    synthesis = Synthesis(MelCoefficients(mel, profile, order), profile.hop_length)
+    for block in blocks:
+        yield torch.from_numpy(synthesis.process(block.detach().float().cpu().numpy().reshape(-1)))
+
+
 __all__ = [
-    "DEFAULT_ORDER", "PREEMPHASIS", "autocorrelation_from_power", "deemphasise", "levinson", "lpc_from_mel",
-    "mel_to_power", "predict", "preemphasis_response", "preemphasise",
+    "DEFAULT_ORDER", "MAX_ORDER", "PREEMPHASIS", "MelCoefficients", "Synthesis", "autocorrelation_from_power", "deemphasise", "excitation", "levinson",
+    "lpc_from_mel", "mel_to_power", "per_sample", "predict", "preemphasis_response", "preemphasise",
+    "sample_coefficients", "synthesised",
 ]

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from studio.engine.audio import lpc
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
 from studio.engine.models.fast_linear import auto_threads, intra_op_threads
@@ -44,6 +45,7 @@ from studio.engine.models.waveglow_flow import (
 log = logging.getLogger(__name__)
 
 MIN_CHUNK_FRAMES = 32
+MAX_LPC_ORDER = lpc.MAX_ORDER
 """Streaming chunks hold at least this many mel frames (and at least twice the overlap)."""
 
 UPSAMPLE_ALIGNMENTS = ("center", "end")
@@ -65,6 +67,9 @@ class WaveGlowConfig:
         as NVIDIA's reference does (needed to run its checkpoints).
     sigma: standard deviation of the latent assumed in training (1.0 in the reference; generation uses
         the request's sigma, 0.6 by default).
+    lpc_order: 0 (the flows model the waveform) or the order of the linear prediction computed from the
+        mel (``studio.engine.audio.lpc``): the flows then model the prediction's excitation and generation
+        runs it through the mel's all-pole filter and de-emphasis (``infer`` returns the excitation).
     """
 
     n_mels: int = 80
@@ -78,6 +83,7 @@ class WaveGlowConfig:
     upsample_window: int = 1024
     upsample_align: str = "center"
     sigma: float = 1.0
+    lpc_order: int = 0
 
     def __post_init__(self) -> None:
         positive = ("n_mels", "n_flows", "n_group", "n_early_every", "wn_layers", "wn_channels", "upsample_window")
@@ -93,6 +99,9 @@ class WaveGlowConfig:
             raise ValueError(f"WaveGlowConfig.upsample_align must be one of {UPSAMPLE_ALIGNMENTS}, got {self.upsample_align!r}")
         if not (isinstance(self.sigma, int | float) and self.sigma > 0):
             raise ValueError(f"WaveGlowConfig.sigma must be > 0, got {self.sigma!r}")
+        if not isinstance(self.lpc_order, int) or not 0 <= self.lpc_order <= MAX_LPC_ORDER:
+            raise ValueError(f"WaveGlowConfig.lpc_order must be in 0..{MAX_LPC_ORDER} (0 = no linear prediction), "
+                             f"got {self.lpc_order!r}")
         channels = self.channels_per_flow()
         bad = [(k, c) for k, c in enumerate(channels) if c < 2 or c % 2]
         if bad:
@@ -266,8 +275,13 @@ class WaveGlow(WaveformModel):
         return nll / z.numel()
 
     def training_loss(self, audio: torch.Tensor, mel: torch.Tensor | None) -> torch.Tensor:
+        """Negative log-likelihood per dimension of audio [B, T] (or, with ``lpc_order``, of its
+        excitation under the mel's prediction) given mel [B, n_mels, frames]."""
         if mel is None:
             raise ValueError("WaveGlow is mel-conditioned: training_loss needs mel frames")
+        if self.config.lpc_order:
+            coefficients = lpc.sample_coefficients(mel, self.profile, self.config.lpc_order, audio.shape[1])
+            audio = lpc.excitation(audio, coefficients)
         return self.negative_log_likelihood(*self(audio, mel))
 
     def infer(
@@ -337,7 +351,16 @@ class WaveGlow(WaveformModel):
     def _generate(
         self, request: GenerateRequest, mel: torch.Tensor | None, num_samples: int, generator: torch.Generator
     ) -> Iterator[torch.Tensor]:
-        """Yield the audio of consecutive chunks of mel frames (see module doc).
+        chunks = self._generate_chunks(request, mel, num_samples, generator)
+        if not self.config.lpc_order:
+            yield from chunks
+            return
+        yield from lpc.synthesised(chunks, mel[0], self.profile, self.config.lpc_order)
+
+    def _generate_chunks(
+        self, request: GenerateRequest, mel: torch.Tensor | None, num_samples: int, generator: torch.Generator
+    ) -> Iterator[torch.Tensor]:
+        """Yield the audio (with ``lpc_order``: the excitation) of consecutive chunks of mel frames (see module doc).
 
         request.options: "chunk_frames" (frames per yielded segment; default max(32, 2 · overlap)),
         "overlap_frames" (context per side; default ``overlap_frames``, less is faster but no longer

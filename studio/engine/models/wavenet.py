@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studio.engine.audio import lpc
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
@@ -56,6 +57,7 @@ from studio.engine.models.wavenet_fast import IncrementalWaveNet, StepperCancell
 from studio.engine.models.wavenet_fold import generate_folded
 from studio.engine.models.wavenet_upsample import UPSAMPLE_MODES, MelUpsampler
 
+MAX_LPC_ORDER = lpc.MAX_ORDER
 NOISE_BLOCK = 512
 """Samples of sampling noise drawn from the generator at a time (fixed, so output is independent of block size)."""
 
@@ -94,6 +96,10 @@ class WaveNetConfig:
     "transposed" (learned transposed convolutions) or "nearest" (repeat + smoothing convolution).
     mel_context: frames either side seen by the mel context convolution. n_speakers / speaker_dim:
     global conditioning by a speaker embedding (0 = none). dropout: on each block's input, training only.
+    lpc_order: 0 (models the waveform) or the order of the linear prediction computed from the mel
+    (``studio.engine.audio.lpc``, 16 as LPCNet): the network then models the prediction's excitation
+    (the pre-emphasised audio minus its prediction from the real past) and generation runs what it
+    draws through the mel's all-pole filter and de-emphasis, so the envelope comes from DSP (mel only).
     """
 
     kernel_size: int = 2
@@ -111,6 +117,7 @@ class WaveNetConfig:
     n_speakers: int = 0
     speaker_dim: int = 16
     dropout: float = 0.0
+    lpc_order: int = 0
 
     def __post_init__(self) -> None:
         # JSON round trips turn the tuple into a list
@@ -141,6 +148,10 @@ class WaveNetConfig:
             raise ValueError(f"speaker_dim must be at least 1 with n_speakers={self.n_speakers}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.lpc_order <= MAX_LPC_ORDER:
+            raise ValueError(f"lpc_order must be in 0..{MAX_LPC_ORDER} (0 = no linear prediction), got {self.lpc_order}")
+        if self.lpc_order and not self.n_mels:
+            raise ValueError(f"lpc_order={self.lpc_order} needs a mel (n_mels > 0): the prediction comes from it")
 
     @property
     def out_classes(self) -> int:
@@ -367,6 +378,10 @@ class WaveNet(WaveformModel):
         """
         if audio.dim() != 2:
             raise ValueError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
+        if self.config.lpc_order:
+            if mel is None:
+                raise ValueError("this WaveNet models the LPC excitation: training_loss needs mel frames")
+            audio = lpc.excitation(audio, self.sample_lpc(mel, audio.shape[1]))
         classes = self.encode(audio)
         inputs = torch.cat([torch.full_like(classes[:, :1], self.silence_class), classes[:, :-1]], dim=1)
         cond = None
@@ -381,6 +396,16 @@ class WaveNet(WaveformModel):
             cond = self.upsample(mel)[..., : audio.shape[1]]
         logits = self(inputs, cond, speaker)
         return F.cross_entropy(logits, classes)
+
+    def frame_lpc(self, mel: torch.Tensor) -> torch.Tensor:
+        """Predictor coefficients per mel frame: [B, n_mels, F] -> [B, F, lpc_order] (float64)."""
+        with torch.autocast(mel.device.type, enabled=False):
+            return lpc.lpc_from_mel(mel.double(), self.profile, self.config.lpc_order)
+
+    def sample_lpc(self, mel: torch.Tensor, samples: int) -> torch.Tensor:
+        """Predictor coefficients per sample: [B, n_mels, F] -> [B, samples, lpc_order] (float32; frame
+        ``t // hop`` holds sample ``t``)."""
+        return lpc.sample_coefficients(mel, self.profile, self.config.lpc_order, samples)
 
     def _check_inputs(self, inputs: torch.Tensor, cond: torch.Tensor | None, speaker: torch.Tensor | None) -> None:
         if inputs.dim() != 2:
@@ -485,6 +510,17 @@ class WaveNet(WaveformModel):
     def _generate(
         self, request: GenerateRequest, mel: torch.Tensor | None, num_samples: int, generator: torch.Generator
     ) -> Iterator[torch.Tensor]:
+        blocks = self._generate_classes(request, mel, num_samples, generator)
+        if not self.config.lpc_order:
+            yield from blocks
+            return
+        # every path draws the excitation; the mel's all-pole filter and de-emphasis make it audio
+        yield from lpc.synthesised(blocks, mel[0], self.profile, self.config.lpc_order)
+
+    def _generate_classes(
+        self, request: GenerateRequest, mel: torch.Tensor | None, num_samples: int, generator: torch.Generator
+    ) -> Iterator[torch.Tensor]:
+        """The decoded classes drawn, in blocks: the audio, or the excitation of an LPC model."""
         if request.options.get("plain"):
             yield from self._generate_plain(request, mel, num_samples, generator)
             return
@@ -653,4 +689,5 @@ class WaveNet(WaveformModel):
             "dilations": list(cfg.dilations),
             "out_classes": cfg.out_classes,
             "conditioning_radius_frames": self.conditioning_radius,
+            "lpc_order": cfg.lpc_order,
         }

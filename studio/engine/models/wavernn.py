@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from studio.engine.audio.features import FeatureProfile
-from studio.engine.audio.lpc import deemphasise, lpc_from_mel, predict, preemphasise
+from studio.engine.audio.lpc import MAX_ORDER, deemphasise, lpc_from_mel, predict, preemphasise
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
 from studio.engine.models import wavernn_fold as fold
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("mulaw", "dual")
 DUAL_BITS = 16
-MAX_LPC_ORDER = 32
+MAX_LPC_ORDER = MAX_ORDER
 LPC_INPUTS = 3
 """Per-step inputs of an LPC model: the previous (pre-emphasised) sample, this step's prediction (both
 mu-law companded, not quantised) and the previous excitation class's input value."""
