@@ -214,7 +214,8 @@ class Synthesis:
     holds sample ``t``, samples past the last frame use the last frame's. ``process`` takes 1-D blocks
     of any length in order (numpy, float) and returns float32 blocks of the same length; blocks joined
     give the same result as one call on the whole excitation. Runs on the calling thread; the filter
-    state crosses frame borders through the last ``order`` outputs, which is exact for an all-pole filter.
+    state crosses frame borders through the last ``order`` outputs, which is exact for an all-pole filter
+    (``s`` is clipped to [-1, 1] per frame, as training clamps it).
     """
 
     def __init__(self, frame_coefficients: np.ndarray | MelCoefficients, hop: int, alpha: float = PREEMPHASIS) -> None:
@@ -227,11 +228,15 @@ class Synthesis:
             raise ValueError(f"hop must be >= 1, got {hop}")
         self.coefficients, self.hop, self.alpha = frame_coefficients, int(hop), float(alpha)
         self.position = 0
-        self.history = np.zeros(frame_coefficients.order)  # s_{t-1}, s_{t-2}, ... (most recent first)
+        order = frame_coefficients.order
+        self.history = np.zeros(order)  # s_{t-1}, s_{t-2}, ... (most recent first)
+        # lfilter's (transposed direct form II) state of 1/A(z) from the past outputs h:
+        # zi[k] = sum_m c[k + m] h[m] (zero past the order); _state_index[k, m] = k + m
+        self._state_index = np.add.outer(np.arange(order), np.arange(order))
         self.emphasis_state: np.ndarray | None = None
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        from scipy.signal import lfilter, lfiltic
+        from scipy.signal import lfilter
 
         e = np.asarray(block, dtype=np.float64).reshape(-1)
         s = np.empty_like(e)
@@ -240,9 +245,12 @@ class Synthesis:
             t = self.position + done
             frame = min(t // self.hop, last)
             n = min(e.shape[0] - done, (frame + 1) * self.hop - t) if frame < last else e.shape[0] - done
-            a = np.concatenate([[1.0], -self.coefficients.row(frame)])
-            zi = lfiltic([1.0], a, self.history)
-            s[done : done + n] = lfilter([1.0], a, e[done : done + n], zi=zi)[0]
+            c = self.coefficients.row(frame)
+            a = np.concatenate([[1.0], -c])
+            zi = np.concatenate([c, np.zeros(order)])[self._state_index] @ self.history  # = lfiltic([1], a, history)
+            # clipped per frame to the range training clamps ``s`` to: a drawn excitation that drives a
+            # sharp resonance too hard cannot ring on into the next frames at full scale
+            s[done : done + n] = np.clip(lfilter([1.0], a, e[done : done + n], zi=zi)[0], -1.0, 1.0)
             recent = s[max(0, done + n - order) : done + n][::-1]
             self.history = np.concatenate([recent, self.history])[:order]
             done += n
@@ -269,7 +277,7 @@ def synthesised(blocks: Iterable[Tensor], mel: Tensor, profile: FeatureProfile, 
 
 
 __all__ = [
-    "DEFAULT_ORDER", "MAX_ORDER", "PREEMPHASIS", "MelCoefficients", "Synthesis", "autocorrelation_from_power", "deemphasise", "excitation", "levinson",
-    "lpc_from_mel", "mel_to_power", "per_sample", "predict", "preemphasis_response", "preemphasise",
+    "DEFAULT_ORDER", "MAX_ORDER", "PREEMPHASIS", "MelCoefficients", "Synthesis", "autocorrelation_from_power",
+    "deemphasise", "excitation", "levinson", "lpc_from_mel", "mel_to_power", "per_sample", "predict", "preemphasis_response", "preemphasise",
     "sample_coefficients", "synthesised",
 ]
