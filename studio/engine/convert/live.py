@@ -86,7 +86,7 @@ class LiveSettings:
     input_device / output_device: name, index or None (the defaults); sample_rate: the device rate
     (None: the output device's preferred rate, 48 kHz on sound servers); hop_ms: conversion block
     (longer = more headroom, more latency; None: DEFAULT_HOP_MS (20) for transforms, VOICE_HOP_MS
-    (30) when converting to a voice, whose frame matching costs ~14–18 ms per hop here);
+    (also 20) when converting to a voice, whose per-hop frame matching costs ~2.6 ms here);
     device_block: frames per audio callback; output_latency / input_latency: PortAudio latency hints
     ("low", "high" or seconds; the output's buffer must outlast the longest pause of the machine, see
     DEFAULT_OUTPUT_LATENCY_S); gate_db: noise gate threshold (None = off); monitor:
