@@ -45,8 +45,8 @@ from studio.engine.models.waveglow_flow import (
 log = logging.getLogger(__name__)
 
 MIN_CHUNK_FRAMES = 32
-MAX_LPC_ORDER = lpc.MAX_ORDER
 """Streaming chunks hold at least this many mel frames (and at least twice the overlap)."""
+MAX_LPC_ORDER = lpc.MAX_ORDER
 
 UPSAMPLE_ALIGNMENTS = ("center", "end")
 

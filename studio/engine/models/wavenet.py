@@ -371,7 +371,8 @@ class WaveNet(WaveformModel):
     def training_loss(
         self, audio: torch.Tensor, mel: torch.Tensor | None, speaker: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Cross-entropy (nats) of every sample's mu-law class given the previous ones.
+        """Cross-entropy (nats) of every sample's mu-law class given the previous ones (with
+        ``lpc_order``: of the excitation's classes, the excitation computed from the audio and the mel).
 
         audio: float32 ``[B, T]`` in [-1, 1]; mel: ``[B, n_mels, T // hop]`` or None; speaker: int64
         ``[B]`` for multi-speaker models (required there).
