@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from studio.engine.audio import lpc
 from studio.engine.models.base import GenerateRequest, WaveformModel
 
 AUTOREGRESSIVE_BLOCK = 256
@@ -67,6 +68,8 @@ def _waveglow_baseline(model: WaveformModel, mel: np.ndarray, n: int, seed: int,
     model.to(device).eval()
     generator = torch.Generator(device=device).manual_seed(seed)
     audio = model.infer(mel_t, sigma=0.6, generator=generator)
+    if getattr(model.config, "lpc_order", 0):  # an LPC model's excitation still needs its synthesis filter
+        audio = torch.cat(list(lpc.synthesised([audio[0]], mel_t[0], model.profile, model.config.lpc_order)))
     return int(audio.shape[-1])
 
 
@@ -79,7 +82,7 @@ BASELINES: dict[str, Baseline] = {
 BASELINE_DESCRIPTIONS = {
     "wavenet": "generate_plain: the whole network over the receptive field, recomputed per sample",
     "wavernn": "generate_plain: eager nn modules, one sample at a time, unbatched",
-    "waveglow": "infer: eager float32 with weight norm, whole input at once",
+    "waveglow": "infer: eager float32 with weight norm, whole input at once (+ the LPC synthesis filter of an LPC model)",
 }
 
 BASELINE_PROBE_SAMPLES = {"wavenet": 16, "wavernn": 64, "waveglow": 0}
