@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from support import tiny_waveglow
+from support import formant_signal, tiny_waveglow
 from support.tiny_training import espeak_word
 
 from studio.engine.audio import lpc
@@ -24,14 +24,8 @@ CONFIG = dataclasses.replace(tiny_waveglow.CONFIG, lpc_order=12)
 
 
 def formant_mel(frames: int, seed: int = 0) -> torch.Tensor:
-    """The tiny profile's mel of a two-formant all-pole process with a moving level: [1, 8, frames]."""
-    from scipy.signal import lfilter
-
-    rng = np.random.default_rng(seed)
-    n = frames * PROFILE.hop_length
-    x = lfilter([1.0], [1.0, -1.3, 0.8], rng.standard_normal(n)) * 0.05
-    x *= 0.5 + 0.5 * np.sin(np.linspace(0, 3 * np.pi, n)) ** 2
-    return MelFrontEnd(PROFILE)(torch.from_numpy(x.astype(np.float32))[None])
+    """The tiny profile's formant mel (``support.formant_signal``): [1, 8, frames]."""
+    return formant_signal.formant_mel(PROFILE, frames, seed)
 
 
 def test_config_checks_and_old_configs_load_unchanged():

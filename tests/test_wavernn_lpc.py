@@ -4,11 +4,10 @@ round trip, training on real speech. Tiny models; seconds."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
+from support import formant_signal
 from support.crop_training import adam_steps_on_random_crops, evenly_spaced_crops
 from support.tiny_training import espeak_word
 
@@ -45,14 +44,8 @@ def lpc_model(seed: int = 0, order: int = 16, quiet: bool = True) -> WaveRNN:
 
 
 def formant_mel(frames: int, seed: int = 0) -> torch.Tensor:
-    """The tiny profile's mel of a two-formant all-pole process with a moving level: [1, 8, frames]."""
-    from scipy.signal import lfilter
-
-    rng = np.random.default_rng(seed)
-    n = frames * PROFILE.hop_length
-    x = lfilter([1.0], [1.0, -1.3, 0.8], rng.standard_normal(n)) * 0.05
-    x *= 0.5 + 0.5 * np.sin(np.linspace(0, 3 * math.pi, n)) ** 2
-    return MelFrontEnd(PROFILE)(torch.from_numpy(x.astype(np.float32))[None])
+    """The tiny profile's formant mel (``support.formant_signal``): [1, 8, frames]."""
+    return formant_signal.formant_mel(PROFILE, frames, seed)
 
 
 def test_config_checks_and_old_configs_load_unchanged():
