@@ -11,6 +11,7 @@ import soundfile
 import torch
 from support import tiny_waveglow
 from support.cancel_timing import cancel_mid_run
+from support.crop_training import adam_steps_on_batch
 
 from studio.engine.audio.features import FeatureProfile, MelFrontEnd
 from studio.engine.models.base import CancelToken, GenerateRequest, build_model, get_family
@@ -275,14 +276,7 @@ def test_a_few_training_steps_on_speech_lower_the_nll():
     scale_only = 0.5 / TINY.sigma**2 + float(torch.log(audio.std() / TINY.sigma))
     torch.manual_seed(0)
     model = WaveGlow(TINY, profile).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    losses = []
-    for _ in range(30):
-        loss = model.training_loss(audio, mel)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = adam_steps_on_batch(model, audio, mel, steps=30, lr=5e-3)
     assert np.isfinite(losses).all()
     final = float(np.mean(losses[-3:]))
     assert final < losses[0] - 1.0, losses

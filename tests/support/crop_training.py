@@ -42,3 +42,18 @@ def adam_steps_on_random_crops(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
     return crops
+
+
+def adam_steps_on_batch(model: torch.nn.Module, audio: torch.Tensor, mel: torch.Tensor, *, steps: int = 30,
+                        lr: float = 5e-3) -> list[float]:
+    """Train ``model`` in place for ``steps`` Adam steps on one fixed batch (audio ``[B, T]``, its mel),
+    no gradient clipping; returns each step's ``model.training_loss(audio, mel)`` before the update."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = model.training_loss(audio, mel)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
