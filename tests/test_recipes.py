@@ -172,6 +172,25 @@ def test_a_time_box_stops_its_own_run_and_leaves_the_callers_token_alone(speech_
     assert not caller.cancelled
 
 
+@pytest.mark.slow
+def test_minutes_without_steps_fit_the_schedule_to_end_decayed_before_the_time_box(speech_set, tmp_path):
+    """`--minutes M` alone: the run measures its rate and moves its last step so the cosine schedule
+    ends (at lr * lr_final) within M minutes: completed, not cut by the box half-way down the schedule."""
+    torch.set_num_threads(1)
+    recipe = get_recipe("speech-wavernn")  # its 2000 CPU steps take longer than the box, even tiny
+    run = tiny_run(tmp_path, speech_set, config=TINY_WAVERNN, steps=None, minutes=0.2, batch=8, segment_hops=4,
+                   export=False, record=None)
+    result = run_recipe(recipe, run)
+    assert result.train.status == "completed" and not result.time_boxed
+    log = [json.loads(line) for line in result.train.log_path.read_text().splitlines()]
+    fits = [r for r in log if r["event"] == "fit"]
+    assert fits and fits[0]["steps"] < recipe.cpu.steps  # fitted below the schedule's step count
+    last_train = [r for r in log if r["event"] == "train"][-1]
+    assert last_train["step"] == result.train.step < recipe.cpu.steps
+    assert last_train["lr"] == pytest.approx(recipe.cpu.lr * recipe.cpu.lr_final, rel=0.05)
+    assert result.train.wall_s < 0.2 * 60
+
+
 def test_a_child_token_follows_its_parent_but_not_the_other_way():
     parent = CancelToken()
     child = parent.child()

@@ -68,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", metavar="CHECKPOINT", help="start from this checkpoint's weights and config "
                    "(a fresh optimizer; the step count goes on from its card)")
     r = p.add_argument_group("recipe runs (--recipe)")
-    r.add_argument("--minutes", type=float, help="stop training after this many minutes (checkpointed), then score and export")
+    r.add_argument("--minutes", type=float, help="stop training after this many minutes (checkpointed), then score and export; "
+                   "without --steps the learning-rate schedule is fitted to end when the minutes do")
     r.add_argument("--fresh", action="store_true", help="start from random weights (the old run folder is moved aside)")
     r.add_argument("--no-setup", action="store_true", help="never run scripts/setup-data for missing data packages")
     r.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too (the GPU schedules use bf16)")

@@ -39,7 +39,8 @@ class RecipeRun:
     """How to run a recipe here.
 
     device: "cpu", "cuda", "cuda:N". steps: steps this run adds (None: the schedule's). minutes: stop
-    training after this much wall time (checkpointed; None: no limit). data: a prepared set to use
+    training after this much wall time (checkpointed; None: no limit); with steps None the schedule is
+    also fitted to the minutes (``TrainOptions.fit_seconds``: it ends, decayed, when they are up). data: a prepared set to use
     (None: ``data/<dataset>``, prepared on first use). runs_dir: where run folders live (None:
     ``<checkout>/runs``). export_dir: where the fp16 bundle goes (None: the bundled models folder;
     ``export=False``: nowhere). fresh: start from random weights. install: run scripts/setup-data
@@ -183,6 +184,8 @@ def plan_options(recipe: Recipe, run: RecipeRun, data: Path, stem: Path, shipped
         amp=schedule.amp if run.amp and str(run.device).startswith("cuda") else None,
         seed=run.seed,
         sample_seconds=0.0,
+        # minutes without steps: the schedule ends when the minutes do (the time box stays the hard stop)
+        fit_seconds=run.minutes * 60.0 if run.minutes is not None and run.steps is None else None,
     )
     return options, origin
 

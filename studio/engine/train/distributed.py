@@ -51,8 +51,9 @@ class Context:
         if dev.type == "cuda":
             if not torch.cuda.is_available():
                 raise ValueError("--device cuda: no CUDA device is available here (use --device cpu)")
-            if self.distributed and dev.index is None:
-                dev = torch.device("cuda", self.local_rank % torch.cuda.device_count())
+            if dev.index is None:  # an index always: torch.cuda.set_device refuses a bare "cuda" (torch 2.11)
+                index = self.local_rank % torch.cuda.device_count() if self.distributed else torch.cuda.current_device()
+                dev = torch.device("cuda", index)
             torch.cuda.set_device(dev)
         return dev
 

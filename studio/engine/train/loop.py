@@ -62,10 +62,13 @@ from studio.engine.train.data import (
 )
 from studio.engine.train.distributed import Context
 from studio.engine.train.options import TrainOptions, default_out_stem, fit_config_to_profile, recipe_for
+from studio.engine.train.time_fit import ScheduleFit
 
 log = logging.getLogger(__name__)
 
 LOG_SUFFIX = ".log.jsonl"
+FIT_RESERVE_S = 3.0
+"""Seconds kept free before a fitted run's deadline for its last checkpoint (besides its last evaluation)."""
 SAMPLE_SUFFIX = ".sample.wav"
 
 
@@ -295,6 +298,7 @@ class _Run:
         self.steps_per_s = 0.0
         self.schedule_start = 0
         self.started_from: str | None = None
+        self.fitted = False  # whether fit_seconds has moved the last step yet
 
     # setup -----------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -487,6 +491,31 @@ class _Run:
         span = dataclasses.replace(self.options, steps=max(self.options.steps - self.schedule_start, 1))
         return lr_at(span, self.base_lr, step - self.schedule_start)
 
+    def _schedule_fit(self, eval_seconds: float) -> ScheduleFit | None:
+        """The fit of this run's last step to ``options.fit_seconds`` (None without one): the deadline
+        leaves room for the final evaluation (as long as the first, plus a margin) and checkpoint."""
+        o = self.options
+        if not o.fit_seconds:
+            return None
+        if self.ctx.distributed:  # each rank would fit on its own clock and stop at another step
+            log.warning("fit_seconds is ignored in a distributed run: it trains to step %d", o.steps)
+            return None
+        reserve = 1.5 * eval_seconds + FIT_RESERVE_S
+        return ScheduleFit(deadline=self.started + o.fit_seconds - reserve, start_step=self.step, cap=o.steps)
+
+    def _refit(self, fit: ScheduleFit, now: float) -> None:
+        """Move the run's last step (and so its schedule) to where the measured rate meets the deadline
+        (logged as a "fit" event the first time it moves)."""
+        if fit.begin_time is None:
+            fit.begin(now, self.step)
+            return
+        steps = fit.fitted_steps(now, self.step, self.options.steps)
+        if steps != self.options.steps:
+            if not self.fitted:
+                self._write_log({"event": "fit", "step": self.step, "steps": steps, "wall_s": self.wall_s})
+                self.fitted = True
+            self.options = dataclasses.replace(self.options, steps=steps)
+
     def _diverged_message(self, step: int, what: str) -> str:
         kept = (
             f"the last good checkpoint ({self.paths.stem}, step {self.last_saved_step}) is kept"
@@ -603,12 +632,14 @@ class _Run:
             raise TrainingError(f"{self.paths.stem.name} is already at step {self.step} ≥ --steps {o.steps}; raise --steps to go on")
         self._report("start")
         self._write_log({"event": "start", "step": self.step, "digest": weights_digest(self.model), "resumed": o.resume})
+        eval_started = time.perf_counter()
         if self.ctx.is_main:
             self.evaluate()
+        fit = self._schedule_fit(time.perf_counter() - eval_started)
         eval_every = o.eval_every or o.checkpoint_every
         window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
         status = "completed"
-        while self.step < o.steps:
+        while self.step < self.options.steps:
             loss, cancelled = self.train_step()
             if cancelled:
                 status = "cancelled"
@@ -618,8 +649,10 @@ class _Run:
             window_steps += 1
             now = time.perf_counter()
             self.steps_per_s = window_steps / max(now - window_start, 1e-9)
+            if fit is not None:
+                self._refit(fit, now)
             self._report("step")
-            if self.step % o.log_every == 0 or self.step == o.steps:
+            if self.step % o.log_every == 0 or self.step == self.options.steps:
                 self._write_log(
                     {
                         "event": "train",
@@ -631,9 +664,9 @@ class _Run:
                     }
                 )
                 window_loss, window_steps, window_start = 0.0, 0, now
-            if self.ctx.is_main and (self.step % eval_every == 0 or self.step == o.steps):
+            if self.ctx.is_main and (self.step % eval_every == 0 or self.step == self.options.steps):
                 self.evaluate()
-            if self.step % o.checkpoint_every == 0 and self.step < o.steps:
+            if self.step % o.checkpoint_every == 0 and self.step < self.options.steps:
                 self.save()
         self.save()
         digests = self.finish() if self.ctx.distributed else [weights_digest(self.model)]

@@ -85,6 +85,8 @@ class TrainOptions:
     init_from: a checkpoint (e.g. a bundled fp16 model) whose weights and config start a new run; the
     step count goes on from its card's ``training.steps``, the optimizer starts afresh.
     amp: "bf16" runs forward and loss under bfloat16 autocast (CUDA only; weights and Adam stay float32).
+    fit_seconds: end the schedule within this much wall time from the start of the call (``time_fit``:
+    the last step moves to where the measured rate meets it, never past ``steps``; single process only).
     A single ``data`` entry that is a prepared set (``manifest.json``) trains on its ``train`` split
     and evaluates on its ``validation`` split (the fixed held-out items are never trained on).
     """
@@ -114,6 +116,7 @@ class TrainOptions:
     sample_seconds: float = 1.0
     init_from: str | None = None
     amp: str | None = None
+    fit_seconds: float | None = None
 
     def validate(self) -> None:
         """Raise ValueError naming the first option out of range."""
@@ -129,6 +132,8 @@ class TrainOptions:
             raise ValueError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
         if not 0 < self.lr_final <= 1:
             raise ValueError(f"lr_final must be in (0, 1], got {self.lr_final}")
+        if self.fit_seconds is not None and not (self.fit_seconds > 0 and math.isfinite(self.fit_seconds)):
+            raise ValueError(f"fit_seconds must be a positive number of seconds, got {self.fit_seconds}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint-every must be at least 1, got {self.checkpoint_every}")
         if not 0 < self.heldout_fraction < 1:
