@@ -247,6 +247,39 @@ def test_cli_runs_a_recipe_on_a_given_set(speech_set, tmp_path):
     assert log[-1]["event"] == "done" and log[-1]["step"] == 1
 
 
+@pytest.mark.slow
+def test_rescore_writes_every_installed_metric_into_the_bundles_card_and_keeps_the_rest(speech_set, tmp_path):
+    """A bundle scored on a machine without the metric packages (a GPU run: LSD and MR-STFT only) gets
+    the full scores here from `studio train --recipe NAME --rescore`; weights and training record stay."""
+    from studio.engine.checkpoints import save_checkpoint
+
+    torch.set_num_threads(1)
+    run_recipe(get_recipe("speech-wavenet"), tiny_run(tmp_path, speech_set, config=TINY_WAVENET, record=None))
+    bundle = tmp_path / "models" / "speech-wavenet"
+    model = load_model(bundle, family="wavenet")
+    card = dict(model.extra_card)
+    card["metrics"] = {**card["metrics"], "metrics": ["lsd"], "model": {"lsd": 9.9}, "griffin_lim": {"lsd": 0.8}}
+    model.extra_card = card
+    save_checkpoint(model, bundle, half=True)
+    before = load_model(bundle, family="wavenet")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", "train", "--recipe", "speech-wavenet", "--rescore", "--data", str(speech_set),
+         "--export-dir", str(tmp_path / "models"), "--runs-dir", str(tmp_path / "runs"), "--no-setup",
+         "--eval-utterances", "1", "--threads", "1"],
+        capture_output=True, text=True, cwd=ROOT, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = load_model(bundle, family="wavenet")
+    metrics = after.card().metrics
+    assert metrics["metrics"] == scoring.available_metrics()
+    assert set(scoring.available_metrics()) <= set(metrics["model"]) and metrics["model"]["lsd"] != 9.9
+    assert set(scoring.available_metrics()) <= set(metrics["griffin_lim"])
+    assert after.card().training == before.card().training and metrics["heldout_loss"] == before.card().metrics["heldout_loss"]
+    for (name, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
 # -- the pieces --------------------------------------------------------------------------------------
 def test_spectral_measures_tell_tones_from_noise():
     sr = 16000

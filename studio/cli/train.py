@@ -77,6 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--export-dir", metavar="DIR", help="write the bundle here instead of resources/models")
     r.add_argument("--export-worse", action="store_true", help="export a warm-started run even when its held-out "
                    "loss ended worse than the shipped model's (by default it stays in runs/NAME)")
+    r.add_argument("--rescore", action="store_true", help="no training: score the recipe's bundled model here "
+                   "(every installed metric, e.g. after a GPU run) and write the scores into its card")
     r.add_argument("--runs-dir", metavar="DIR", help="run folders (default: <checkout>/runs)")
     r.add_argument("--eval-utterances", type=int, metavar="N", help="held-out test utterances scored (default: the recipe's)")
     r.add_argument("--record", metavar="MD", help="add the run to this Markdown file's runs table "
@@ -245,7 +247,7 @@ def run_recipes(args: argparse.Namespace) -> int:
     from studio.engine.datasets.manifest import DatasetError
     from studio.engine.models.base import CancelToken
     from studio.engine.recipes import RECIPES, get_recipe
-    from studio.engine.recipes.runner import RecipeRun, default_export_dir, run_recipe
+    from studio.engine.recipes.runner import RecipeRun, default_export_dir, rescore_bundle, run_recipe
     from studio.engine.train.loop import TrainingError
 
     if args.recipe == "list":
@@ -282,6 +284,13 @@ def run_recipes(args: argparse.Namespace) -> int:
                 batch=args.batch, eval_utterances=args.eval_utterances, record=record, seed=args.seed,
                 amp=not args.no_amp, export_worse=args.export_worse,
             )
+            if args.rescore:
+                try:
+                    scores = rescore_bundle(get_recipe(name), run, say=print)
+                except (DatasetError, ValueError, OSError) as exc:
+                    raise CliError(f"recipe {name}: {exc}") from None
+                print(f"{name}: scores {scores}")
+                continue
             try:
                 result = run_recipe(get_recipe(name), run, progress=printer, cancel=cancel, say=print)
             except (TrainingError, DatasetError, ValueError, OSError) as exc:

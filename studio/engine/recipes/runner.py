@@ -318,6 +318,28 @@ def run_recipe(
     return outcome
 
 
+def rescore_bundle(recipe: Recipe, run: RecipeRun, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Score the shipped bundle (``<export dir>/NAME``) here and write the scores into its card.
+
+    For bundles trained elsewhere: a GPU machine without the metric packages scores only what it has
+    (LSD, MR-STFT), on fewer utterances. This scores the recipe's test utterances (``run.eval_utterances``)
+    with every metric installed here, as ``run_recipe`` would, and replaces the card's scores; the
+    weights, training record and held-out loss stay as they are. Returns the scores.
+    """
+    tell = say or log.info
+    data = ensure_data(recipe, run.data, install=run.install)
+    target = (run.export_dir or default_export_dir()) / recipe.name
+    if not _shipped(target):
+        raise ValueError(f"{_relative(target)}: no bundle to rescore (train the recipe first)")
+    model = load_model(target, family=recipe.family)
+    sample_path = (run.runs_dir or default_runs_dir()) / recipe.name / f"{recipe.name}.rescore.wav"
+    scores = _sample_and_score(recipe, model, data, run, sample_path)
+    model.extra_card = {**model.extra_card, "metrics": {**dict(model.extra_card.get("metrics", {})), **scores}}
+    save_checkpoint(model, target, half=True)
+    tell(f"{recipe.name}: rescored {_relative(target)}")
+    return scores
+
+
 def _first_heldout_loss(log_path: Path) -> float | None:
     """The first held-out loss of a run's JSON-lines log (for a warm start: the starting weights'), or None."""
     try:
