@@ -67,6 +67,34 @@ def test_bench_json_has_every_figure_and_a_positive_ratio(capsys, family, cases)
         assert case["speedup"] == pytest.approx(fast["khz"] / base["khz"], rel=1e-6)
 
 
+def test_case_filter_runs_only_the_named_cases(capsys):
+    """`--case folded`: a GPU session benches the single streams on a short input and the folds on a long one."""
+    report = run_json(capsys, "--family", "wavernn", "--family", "waveglow", "--case", "folded")
+    assert [(c["family"], c["case"]) for c in report["cases"]] == [("wavernn", "folded")]
+    assert report["options"]["cases"] == ["folded"]
+
+
+def test_the_cuda_cases_add_waveglow_in_fp16_and_the_cpu_cases_do_not():
+    from studio.engine.bench.cases import cases_for
+
+    glow = model_for("waveglow", "tiny", 0).model
+    assert [c.name for c in cases_for(glow, "cpu")] == ["parallel"]
+    cuda = cases_for(glow, "cuda")
+    assert [c.name for c in cuda] == ["parallel", "parallel-fp16"] and cuda[1].options == {"fp16": True}
+
+
+def test_gpu_defaults_cut_longer_chunks_and_more_folds_than_cpu_defaults():
+    """The first H100 run was launch-bound (docs/perf.md phase 6): on CUDA a stream names bigger work
+    units by default; any chunking or folding is covered by the equality tests of each family."""
+    from studio.engine.models import waveglow, wavernn
+
+    assert waveglow.default_chunk_frames(4, "cpu") == waveglow.MIN_CHUNK_FRAMES
+    assert waveglow.default_chunk_frames(4, "cuda") == waveglow.CUDA_CHUNK_FRAMES > waveglow.MIN_CHUNK_FRAMES
+    assert waveglow.default_chunk_frames(700, "cuda") == 1400  # at least twice the overlap
+    assert wavernn.default_fold_batch("cpu") == wavernn.DEFAULT_FOLD_BATCH
+    assert wavernn.default_fold_batch("cuda") == wavernn.CUDA_FOLD_BATCH > wavernn.DEFAULT_FOLD_BATCH
+
+
 def test_bench_text_names_cases_paths_and_ratios(capsys):
     status = main(["bench", "--size", "tiny", "--seconds", "0.1", "--baseline-budget", "0.2", "--family", "waveglow",
                    "--threads", "1"])

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--family", action="append", choices=("wavenet", "wavernn", "waveglow"),
                         help="benchmark only this family (repeatable; default: all three)")
+    parser.add_argument("--case", action="append", choices=("single", "folded", "parallel", "parallel-fp16"),
+                        help="run only this case of each family (repeatable; default: all; parallel-fp16: CUDA only)")
     parser.add_argument("--size", choices=("reference", "default", "tiny"), default="reference",
                         help="network size (default: reference)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
@@ -56,6 +58,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         options = BenchOptions(
             families=families, size=args.size, device=args.device, seconds=args.seconds,
             baseline_budget_s=args.baseline_budget, threads=args.threads, seed=args.seed,
+            cases=tuple(dict.fromkeys(args.case)) if args.case else (),
         )
     except (ValueError, RuntimeError) as exc:
         raise CliError(str(exc)) from None

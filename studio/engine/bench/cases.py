@@ -94,8 +94,9 @@ def supports_option(model: WaveformModel, name: str) -> bool:
     return name in getattr(type(model), "STREAM_OPTIONS", ())
 
 
-def cases_for(model: WaveformModel) -> list[Case]:
-    """The cases the benchmark runs for ``model``'s family."""
+def cases_for(model: WaveformModel, device: str = "cpu") -> list[Case]:
+    """The cases the benchmark runs for ``model``'s family on ``device`` (on CUDA WaveGlow also runs
+    in float16 autocast, its ``fp16`` stream option)."""
     family = model.family
     if family == "wavenet":
         cases = [
@@ -114,7 +115,10 @@ def cases_for(model: WaveformModel) -> list[Case]:
                  AUTOREGRESSIVE_BLOCK),
         ]
     if family == "waveglow":
-        return [Case(family, "parallel", "weight norm folded, chunked exact streaming", {}, 2048)]
+        cases = [Case(family, "parallel", "weight norm folded, chunked exact streaming", {}, 2048)]
+        if torch.device(device).type == "cuda" and supports_option(model, "fp16"):
+            cases.append(Case(family, "parallel-fp16", "the same in float16 autocast", {"fp16": True}, 2048))
+        return cases
     raise ValueError(f"no benchmark cases for family {family!r}")
 
 

@@ -35,7 +35,8 @@ SCHEMA_VERSION = 1
 @dataclass(frozen=True)
 class BenchOptions:
     """What to run. seconds: audio per fast run; baseline_budget_s: wall time a baseline may take (about);
-    threads: torch intra-op threads for the whole run (None = torch's default)."""
+    threads: torch intra-op threads for the whole run (None = torch's default); cases: run only the
+    cases of these names (``single``, ``folded``, ``parallel``, ``parallel-fp16``; empty = all)."""
 
     families: tuple[str, ...] = FAMILIES
     size: str = "reference"
@@ -44,6 +45,7 @@ class BenchOptions:
     baseline_budget_s: float = 4.0
     threads: int | None = None
     seed: int = 0
+    cases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.families if f not in FAMILIES]
@@ -294,7 +296,9 @@ def run_bench(options: BenchOptions) -> BenchReport:
                 fast = bench_cases.fast_model(model)
                 num_samples = max(1, round(options.seconds * model.sample_rate))
                 mel = mel_for_samples(model, num_samples, options.seed)
-                for case in bench_cases.cases_for(model):
+                for case in bench_cases.cases_for(model, options.device):
+                    if options.cases and case.name not in options.cases:
+                        continue
                     report.cases.append(run_case(model, fast, case, spec, mel, num_samples, options))
                 del model, fast, spec
         report.load_average_end = load_average()

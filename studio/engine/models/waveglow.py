@@ -46,6 +46,17 @@ log = logging.getLogger(__name__)
 
 MIN_CHUNK_FRAMES = 32
 """Streaming chunks hold at least this many mel frames (and at least twice the overlap)."""
+CUDA_CHUNK_FRAMES = 1024
+"""Default chunk on a GPU (~12 s at hop 256: most utterances in one pass). The 32-frame CPU default made
+the first H100 run launch-bound (854 kHz at reference size for 10 s, docs/perf.md phase 6), while one
+pass of 1024 frames takes tens of milliseconds there; predicted: 2-4 MHz. Any chunking gives the same audio."""
+
+
+def default_chunk_frames(overlap: int, device_type: str) -> int:
+    """Mel frames per streaming chunk when the request names none: small on the CPU (the first block
+    comes sooner), ``CUDA_CHUNK_FRAMES`` on a GPU; always at least twice the overlap."""
+    base = CUDA_CHUNK_FRAMES if device_type == "cuda" else MIN_CHUNK_FRAMES
+    return max(base, 2 * overlap)
 MAX_LPC_ORDER = lpc.MAX_ORDER
 
 UPSAMPLE_ALIGNMENTS = ("center", "end")
@@ -362,7 +373,7 @@ class WaveGlow(WaveformModel):
     ) -> Iterator[torch.Tensor]:
         """Yield the audio (with ``lpc_order``: the excitation) of consecutive chunks of mel frames (see module doc).
 
-        request.options: "chunk_frames" (frames per yielded segment; default max(32, 2 · overlap)),
+        request.options: "chunk_frames" (frames per yielded segment; default ``default_chunk_frames``),
         "overlap_frames" (context per side; default ``overlap_frames``, less is faster but no longer
         exact), "fp16" (half precision autocast on CUDA; ignored on CPU, which stays float32),
         "threads" (torch intra-op threads while a chunk runs: an int, None = the process setting, or
@@ -378,7 +389,7 @@ class WaveGlow(WaveformModel):
         frames = mel.shape[-1]
         needed = min(frames, math.ceil(num_samples / hop))
         overlap = int(request.options.get("overlap_frames", self.overlap_frames))
-        chunk = int(request.options.get("chunk_frames", max(MIN_CHUNK_FRAMES, 2 * overlap)))
+        chunk = int(request.options.get("chunk_frames", default_chunk_frames(overlap, mel.device.type)))
         if chunk <= 0 or overlap < 0:
             raise ValueError(f"chunk_frames must be > 0 and overlap_frames ≥ 0, got {chunk} and {overlap}")
         # the whole utterance's latent first, so that any chunking gives the same audio

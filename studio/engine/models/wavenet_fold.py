@@ -49,6 +49,10 @@ DEFAULT_FOLD_LENGTH = 8000
 """Longest default segment (samples); shorter when that gives fewer than ``DEFAULT_FOLD_BATCH`` folds."""
 DEFAULT_FOLD_BATCH = 32
 """Folds to aim for when ``fold_length`` is not given (see ``default_fold_length``), torch steps."""
+CUDA_FOLD_BATCH = 256
+"""The same on a GPU, where the torch step is bound by kernel launches (1.3 ms per step at reference size
+on the first H100 run, whatever the batch; docs/perf.md phase 6): folds cost nearly nothing there, so
+10 s is cut into ~256 folds of at least ``overlap``: predicted ~100 kHz at reference size."""
 NATIVE_FOLDS_PER_THREAD = 8
 """Folds to aim for per worker thread of the native folded loop (``wavenet_native.NativeFoldedWaveNet``).
 Measured at reference size (CPU time of one thread, load ~5): 105 / 153 / 170-189 / 172 / 178-191 GFLOP/s
@@ -154,10 +158,14 @@ def generate_folded(
     cfg = model.config
     overlap = int(request.options.get("fold_overlap", model.receptive_field + FOLD_CROSSFADE))
     native_lib = _native_library_for(model, request)
+    device = model.embed.weight.device
     if "fold_length" in request.options:
         length = int(request.options["fold_length"])
     else:
-        default_batch = DEFAULT_FOLD_BATCH if native_lib is None else NATIVE_FOLDS_PER_THREAD * _fold_threads(request)
+        default_batch = (
+            NATIVE_FOLDS_PER_THREAD * _fold_threads(request) if native_lib is not None
+            else CUDA_FOLD_BATCH if device.type == "cuda" else DEFAULT_FOLD_BATCH
+        )
         batch = int(request.options.get("fold_batch", default_batch))
         if batch < 1:
             raise ValueError(f"fold_batch must be >= 1, got {batch}")
@@ -168,7 +176,6 @@ def generate_folded(
     final0 = min(num_samples, length + overlap - crossfade_length(overlap))  # segment 0 alone up to here
     valid = num_samples if mel is None else mel.shape[-1] * model.profile.hop_length
     block = max(1, int(request.block_size))
-    device = model.embed.weight.device
     if native_lib is not None:
         yield from _native_folded(
             model, request, mel, num_samples, generator, noise_stream, chunk_values, native_lib,

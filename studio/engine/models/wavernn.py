@@ -76,6 +76,16 @@ MIN_FOLD_FRAMES = 8
 """Shortest default folded segment in hops (2200 samples at hop 275): at most one seam per 0.1 s."""
 DEFAULT_FOLD_BATCH = 16
 """Default number of folds to aim for when ``fold_length`` is not given (see ``default_fold_length``)."""
+CUDA_FOLD_BATCH = 256
+"""The same on a GPU, where a step of 256 folds costs about what one fold does (the first H100 run was
+launch-bound: 0.47 ms per step, 2.1 kHz single, 3.0 kHz with 16 folds of a 0.25 s input; docs/perf.md
+phase 6). Folds stay at least ``MIN_FOLD_FRAMES`` long, so 10 s at hop 275 makes ~100 of them:
+predicted ~170 kHz at reference size."""
+
+
+def default_fold_batch(device_type: str) -> int:
+    """Folds to aim for when the request names neither ``fold_length`` nor ``fold_batch``."""
+    return CUDA_FOLD_BATCH if device_type == "cuda" else DEFAULT_FOLD_BATCH
 DEFAULT_OVERLAP_FRAMES = 2
 """Default overlap between folded segments in hops (550 samples at hop 275)."""
 FOLDED_FIRST_BLOCK = 128
@@ -314,7 +324,7 @@ class WaveRNN(WaveformModel):
         opts = request.options or {}
         source = ConditioningSource(self, mel, num_samples)  # computed span by span: memory stays flat
         if opts.get("folded", False):
-            length, overlap, fade = self._fold_options(opts, num_samples)
+            length, overlap, fade = self._fold_options(opts, num_samples, next(self.parameters()).device.type)
             if fold.fold_count(num_samples, length, overlap) > 1:
                 yield from self._generate_folded(request, source, generator, temperature, block, length, overlap, fade)
                 return
@@ -512,13 +522,13 @@ class WaveRNN(WaveformModel):
             raise ValueError(f"temperature must be a finite number >= 0 (0 = argmax), got {temperature}")
         return t
 
-    def _fold_options(self, opts: dict, total: int) -> tuple[int, int, str]:
+    def _fold_options(self, opts: dict, total: int, device_type: str = "cpu") -> tuple[int, int, str]:
         hop = self.profile.hop_length
         overlap = int(opts.get("fold_overlap", DEFAULT_OVERLAP_FRAMES * hop))
         if "fold_length" in opts:
             length = int(opts["fold_length"])
         else:
-            batch = int(opts.get("fold_batch", DEFAULT_FOLD_BATCH))
+            batch = int(opts.get("fold_batch", default_fold_batch(device_type)))
             if batch < 1:
                 raise ValueError(f"fold_batch must be >= 1, got {batch}")
             length = default_fold_length(total, overlap, hop, batch)
