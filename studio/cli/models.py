@@ -85,7 +85,7 @@ def _finite_non_negative(flag: str):
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same audio)")
     p.add_argument("--temperature", type=_finite_non_negative("--temperature"), default=1.0,
-                   help="sampling temperature of autoregressive models (default 1; 0 = most likely sample)")
+                   help="sampling temperature of autoregressive models (default 1 = the model's own calibrated setting; 0 = most likely sample)")
     p.add_argument("--sigma", type=_finite_non_negative("--sigma"), default=0.6,
                    help="latent standard deviation of flow models (default 0.6)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -15,7 +15,8 @@ class GenerationSettings:
     Keyword-only fields.
 
     seed: the same seed and request give the same samples.
-    temperature: softmax temperature of autoregressive families (1.0 = the model's distribution).
+    temperature: softmax temperature of autoregressive families (1.0 = the model's distribution, at the
+        model's own ``sampling_temperature`` when its config has one).
     sigma: standard deviation of the flow families' latent (WaveGlow uses 0.6 by default).
     denoise: strength of the WaveGlow denoiser (0 = off).
     device: "cpu", "cuda" or "cuda:N".

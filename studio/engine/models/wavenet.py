@@ -50,7 +50,12 @@ from torch import nn
 from studio.engine.audio import lpc
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
-from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
+from studio.engine.models.base import (
+    GenerateRequest,
+    WaveformModel,
+    check_sampling_temperature,
+    register_family,
+)
 from studio.engine.models.distribution import DistributionTap
 from studio.engine.models.fast_linear import Affine
 from studio.engine.models.wavenet_fast import IncrementalWaveNet, StepperCancelled, intra_op_threads
@@ -100,6 +105,8 @@ class WaveNetConfig:
     (``studio.engine.audio.lpc``, 16 as LPCNet): the network then models the prediction's excitation
     (the pre-emphasised audio minus its prediction from the real past) and generation runs what it
     draws through the mel's all-pole filter and de-emphasis, so the envelope comes from DSP (mel only).
+    sampling_temperature: the temperature a request's 1.0 stands for (a calibration stored with the
+    model, ``base.check_sampling_temperature``; 1.0 = the trained distribution).
     """
 
     kernel_size: int = 2
@@ -118,6 +125,7 @@ class WaveNetConfig:
     speaker_dim: int = 16
     dropout: float = 0.0
     lpc_order: int = 0
+    sampling_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         # JSON round trips turn the tuple into a list
@@ -148,6 +156,7 @@ class WaveNetConfig:
             raise ValueError(f"speaker_dim must be at least 1 with n_speakers={self.n_speakers}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_sampling_temperature(self.sampling_temperature)
         if not 0 <= self.lpc_order <= MAX_LPC_ORDER:
             raise ValueError(f"lpc_order must be in 0..{MAX_LPC_ORDER} (0 = no linear prediction), got {self.lpc_order}")
         if self.lpc_order and not self.n_mels:

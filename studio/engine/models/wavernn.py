@@ -55,7 +55,12 @@ from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.lpc import MAX_ORDER, deemphasise, lpc_from_mel, predict, preemphasise
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
 from studio.engine.models import wavernn_fold as fold
-from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
+from studio.engine.models.base import (
+    GenerateRequest,
+    WaveformModel,
+    check_sampling_temperature,
+    register_family,
+)
 from studio.engine.models.distribution import DistributionTap
 from studio.engine.models.fast_linear import intra_op_threads
 from studio.engine.models.folded_stream import stream_joined
@@ -127,6 +132,8 @@ class WaveRNNConfig:
         (``studio.engine.audio.lpc``; 16 is LPCNet's): the network then models the excitation
         ``e_t = s_t - p_t`` of the pre-emphasised signal ``s`` in ``2**bits`` mu-law classes, given
         ``[s_{t-1}, p_t, e_{t-1}]``, and generation rebuilds ``s_t = p_t + e_t`` (mode "mulaw" only).
+    sampling_temperature: the temperature a request's 1.0 stands for (a calibration stored with the
+        model, ``base.check_sampling_temperature``; 1.0 = the trained distribution).
     """
 
     mode: str = "mulaw"
@@ -140,6 +147,7 @@ class WaveRNNConfig:
     res_out_dims: int = 128
     pad: int = 2
     lpc_order: int = 0
+    sampling_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
@@ -155,6 +163,7 @@ class WaveRNNConfig:
             raise ValueError(f"dual mode splits the GRU state in two halves: rnn_dims must be even, got {self.rnn_dims}")
         if self.n_mels < 0:
             raise ValueError(f"n_mels must be >= 0 (0 = unconditional), got n_mels={self.n_mels}")
+        check_sampling_temperature(self.sampling_temperature)
         if not 0 <= self.lpc_order <= MAX_LPC_ORDER:
             raise ValueError(f"lpc_order must be in 0..{MAX_LPC_ORDER} (0 = no linear prediction), got {self.lpc_order}")
         if self.lpc_order and (self.mode != "mulaw" or not self.n_mels):

@@ -36,6 +36,7 @@ RECIPES: dict[str, Recipe] = {
             config={
                 "mode": "mulaw", "bits": 8, "rnn_dims": 128, "fc_dims": 128, "res_blocks": 2,
                 "compute_dims": 32, "res_out_dims": 32, "pad": 2, "lpc_order": 16,
+                "sampling_temperature": 0.9,  # measured on the held-out speech (docs/models.md)
             },
             dataset="festvox-ru",
             cpu=DeviceSchedule(batch=32, segment_hops=4, steps=2000, lr=2e-3, warmup_steps=20),
@@ -66,6 +67,7 @@ RECIPES: dict[str, Recipe] = {
             config={
                 "kernel_size": 2, "layers": 10, "dilation_cycle": 10, "residual_channels": 32,
                 "gate_channels": 64, "skip_channels": 64, "mu_bits": 8, "cond_channels": 32, "lpc_order": 16,
+                "sampling_temperature": 0.9,  # measured on the held-out speech (docs/models.md)
             },
             dataset="festvox-ru",
             cpu=DeviceSchedule(batch=8, segment_hops=20, steps=400, lr=2e-3, warmup_steps=20),

@@ -71,7 +71,10 @@ class GeneratePanel(QWidget):
         self.temperature.setRange(0.05, 2.0)
         self.temperature.setSingleStep(0.05)
         self.temperature.setValue(1.0)
-        self.temperature.setToolTip("Sampling temperature of autoregressive models (WaveNet, WaveRNN)")
+        self.temperature.setToolTip(
+            "Sampling temperature of autoregressive models (WaveNet, WaveRNN); 1 = the model's own setting "
+            "(its card's sampling_temperature, e.g. 0.9 for the bundled speech vocoders)"
+        )
         self.sigma = QDoubleSpinBox()
         self.sigma.setRange(0.0, 1.5)
         self.sigma.setSingleStep(0.05)
