@@ -267,10 +267,14 @@ def sample_coefficients(mel: Tensor, profile: FeatureProfile, order: int, sample
     return per_sample(frames, profile.hop_length, samples).float()
 
 
-def synthesised(blocks: Iterable[Tensor], mel: Tensor, profile: FeatureProfile, order: int) -> Iterator[Tensor]:
+def synthesised(blocks: Iterable[Tensor], mel: Tensor | None, profile: FeatureProfile, order: int) -> Iterator[Tensor]:
     """Excitation blocks (1-D tensors, in order) -> audio blocks (float32 CPU tensors of the same
     lengths) through :class:`Synthesis` with the coefficients of ``mel`` [n_mels, F], computed as the
-    blocks reach them. The LPC configurations of WaveNet and WaveGlow stream through this."""
+    blocks reach them. ``order`` 0: the blocks are audio already and pass unchanged (``mel`` may then be
+    None). The generation of WaveNet and WaveGlow streams through this whatever their ``lpc_order``."""
+    if not order:
+        yield from blocks
+        return
     synthesis = Synthesis(MelCoefficients(mel, profile, order), profile.hop_length)
     for block in blocks:
         yield torch.from_numpy(synthesis.process(block.detach().float().cpu().numpy().reshape(-1)))

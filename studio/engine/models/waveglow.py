@@ -362,10 +362,7 @@ class WaveGlow(WaveformModel):
     def _generate(
         self, request: GenerateRequest, mel: torch.Tensor | None, num_samples: int, generator: torch.Generator
     ) -> Iterator[torch.Tensor]:
-        chunks = self._generate_chunks(request, mel, num_samples, generator)
-        if not self.config.lpc_order:
-            yield from chunks
-            return
+        chunks = self._generate_chunks(request, mel, num_samples, generator)  # the excitation with lpc_order
         yield from lpc.synthesised(chunks, mel[0], self.profile, self.config.lpc_order)
 
     def _generate_chunks(

@@ -521,11 +521,8 @@ class WaveNet(WaveformModel):
         self, request: GenerateRequest, mel: torch.Tensor | None, num_samples: int, generator: torch.Generator
     ) -> Iterator[torch.Tensor]:
         blocks = self._generate_classes(request, mel, num_samples, generator)
-        if not self.config.lpc_order:
-            yield from blocks
-            return
-        # every path draws the excitation; the mel's all-pole filter and de-emphasis make it audio
-        yield from lpc.synthesised(blocks, mel[0], self.profile, self.config.lpc_order)
+        # with lpc_order every path draws the excitation; the mel's all-pole filter and de-emphasis make it audio
+        yield from lpc.synthesised(blocks, None if mel is None else mel[0], self.profile, self.config.lpc_order)
 
     def _generate_classes(
         self, request: GenerateRequest, mel: torch.Tensor | None, num_samples: int, generator: torch.Generator
