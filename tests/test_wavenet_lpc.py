@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from support import formant_signal
-from support.crop_training import adam_steps_on_random_crops, evenly_spaced_crops
+from support.crop_training import adam_steps_on_random_crops, eval_loss, evenly_spaced_crops
 from support.quiet_logits import favour_small_classes
 from support.tiny_training import espeak_word
 
@@ -137,17 +137,10 @@ def test_a_few_dozen_training_steps_lower_the_excitation_loss(speech):
         p = p[p > 0]
         return float(-(p * np.log(p)).sum())
 
-    def evaluate() -> float:
-        model.eval()
-        with torch.no_grad():
-            loss = model.training_loss(fixed, front(fixed)).item()
-        model.train()
-        return loss
-
     coefficients = model.sample_lpc(front(fixed), fixed.shape[1])
     excitation = model.encode(lpc.excitation(fixed, coefficients))
     assert entropy(excitation) < entropy(model.encode(lpc.preemphasise(fixed))) - 0.2
-    before = evaluate()
+    before = eval_loss(model, fixed, front(fixed))
     adam_steps_on_random_crops(model, speech, front, length=160)
-    after = evaluate()
+    after = eval_loss(model, fixed, front(fixed))
     assert after < before - 0.4, (before, after)

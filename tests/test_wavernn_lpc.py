@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from support import formant_signal
-from support.crop_training import adam_steps_on_random_crops, evenly_spaced_crops
+from support.crop_training import adam_steps_on_random_crops, eval_loss, evenly_spaced_crops
 from support.quiet_logits import favour_small_classes
 from support.tiny_training import espeak_word
 
@@ -216,13 +216,6 @@ def test_a_few_dozen_training_steps_lower_the_excitation_loss(speech):
     seg = 160
     fixed = evenly_spaced_crops(speech, seg)
 
-    def evaluate() -> float:
-        model.eval()
-        with torch.no_grad():
-            loss = model.training_loss(fixed, front(fixed)).item()
-        model.train()
-        return loss
-
     def entropy(classes: np.ndarray) -> float:
         p = np.bincount(classes.reshape(-1)) / classes.size
         p = p[p > 0]
@@ -232,8 +225,8 @@ def test_a_few_dozen_training_steps_lower_the_excitation_loss(speech):
         excitation = model._lpc_teacher_forced(fixed, front(fixed))[1].numpy()
     signal = model.encode(lpc.preemphasise(fixed)).numpy()
     assert entropy(excitation) < entropy(signal) - 0.2
-    before = evaluate()
+    before = eval_loss(model, fixed, front(fixed))
     adam_steps_on_random_crops(model, speech, front, length=seg)  # 60 steps of 16 crops
-    after = evaluate()
+    after = eval_loss(model, fixed, front(fixed))
     assert after < before - 0.4, (before, after)
     assert after < entropy(excitation) - 0.1, (after, entropy(excitation))

@@ -57,3 +57,12 @@ def adam_steps_on_batch(model: torch.nn.Module, audio: torch.Tensor, mel: torch.
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def eval_loss(model: torch.nn.Module, audio: torch.Tensor, mel: torch.Tensor) -> float:
+    """``model.training_loss(audio, mel)`` in eval mode without gradients; the model goes back to training."""
+    model.eval()
+    with torch.no_grad():
+        loss = model.training_loss(audio, mel).item()
+    model.train()
+    return loss
