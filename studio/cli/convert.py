@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--whisper", action="store_true", help="render as a whisper (no voicing)")
     p.add_argument("--from-voice", dest="from_voice", help="the source speaker's voice (else measured on the input)")
     p.add_argument("--out", help="output file (.wav, .flac, .ogg, …)")
+    p.add_argument("--render", default="world", metavar="RENDERER",
+                   help="offline: 'world' (DSP, default) or a mel vocoder from `studio models` (e.g. speech-wavernn, "
+                   "trained on the ru voice's speaker) that renders the converted speech")
     p.add_argument("--live", action="store_true", help="microphone in, converted voice out")
     p.add_argument("--seconds", type=float, help="live: stop after this many seconds (default: until Ctrl+C)")
     p.add_argument("--input-device", help="live: input device name or index")
@@ -73,6 +76,8 @@ def _target(args: argparse.Namespace):
 def run_convert(args: argparse.Namespace) -> int:
     from studio.engine.convert import ConversionError
 
+    if args.live and args.render != "world":
+        raise CliError("--live renders with WORLD (a vocoder does not fit the live time budget); drop --render")
     target = _target(args)
     try:
         return _live(args, target) if args.live else _offline(args, target)
@@ -82,21 +87,28 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def _offline(args: argparse.Namespace, target) -> int:
     from studio.engine.audio import files
-    from studio.engine.convert import convert_audio
+    from studio.engine.catalog import ModelNotFoundError
+    from studio.engine.checkpoints import CheckpointError
+    from studio.engine.convert import convert_audio, renderer_for
 
     if not args.input or not args.out:
         raise CliError("give an input file and --out OUT (or use --live)")
     try:
+        renderer = renderer_for(args.render)
+    except (ModelNotFoundError, CheckpointError, ValueError) as exc:
+        raise CliError(f"--render {args.render}: {exc}") from exc
+    try:
         audio, sr = files.load(args.input)
     except files.AudioFileError as exc:
         raise CliError(str(exc)) from exc
-    result = convert_audio(audio, sr, target)
+    result = convert_audio(audio, sr, target, renderer=renderer)
     try:
         written_rate = files.save(args.out, result.audio, result.sample_rate)
     except files.AudioFileError as exc:
         raise CliError(str(exc)) from exc
     summary = {
-        "input": args.input, "output": args.out, "target": target.describe(), "sample_rate": written_rate,
+        "input": args.input, "output": args.out, "target": target.describe(), "renderer": renderer.name,
+        "sample_rate": written_rate,
         "seconds": round(result.audio.shape[0] / result.sample_rate, 3),
         "f0_median_in_hz": round(result.source_f0_median_hz, 2), "f0_median_out_hz": round(result.output_f0_median_hz, 2),
         "timing_s": {k: round(v, 3) for k, v in result.seconds.items()},
@@ -104,7 +116,7 @@ def _offline(args: argparse.Namespace, target) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{args.out}: {summary['seconds']:.2f} s, {target.describe()}, median F0 "
+        print(f"{args.out}: {summary['seconds']:.2f} s, {target.describe()} ({renderer.name}), median F0 "
               f"{summary['f0_median_in_hz']:.0f} → {summary['f0_median_out_hz']:.0f} Hz")
     return 0
 

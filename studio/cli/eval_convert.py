@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--utterance-stats", action="store_true", help="map from each utterance's statistics, not the source voice's")
     p.add_argument("--live", action="store_true", help="live mode through a private PulseAudio server")
     p.add_argument("--seconds", type=float, default=60.0, help="--live: how long to run (default 60)")
+    p.add_argument("--render", default="world", metavar="RENDERER",
+                   help="what renders the converted speech: 'world' (default) or a mel vocoder from `studio models`")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.set_defaults(handler=run)
 
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         find_voice,
     )
 
+    if args.live and args.render != "world":
+        raise CliError("--live renders with WORLD (a vocoder does not fit the live time budget); drop --render")
     try:
         if args.live:
             from studio.engine.convert.live_eval import run_live_eval
@@ -99,15 +103,21 @@ def run(args: argparse.Namespace) -> int:
                           f"{pauses['longest_ms']:.0f} ms (the live path rides through ~30 ms)")
                 print("bounds: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in result["bounds"].items()))
             return 0 if all(result["bounds"].values()) else 1
-        from studio.engine.convert import evaluate
+        from studio.engine.catalog import ModelNotFoundError
+        from studio.engine.checkpoints import CheckpointError
+        from studio.engine.convert import evaluate, renderer_for
 
+        try:
+            renderer = renderer_for(args.render)
+        except (ModelNotFoundError, CheckpointError, ValueError) as exc:
+            raise CliError(f"--render {args.render}: {exc}") from exc
         clips = _clips(args)
         if args.pitch is not None:
-            report = evaluate.pitch_shift_report(clips, args.pitch, content=not args.no_content)
+            report = evaluate.pitch_shift_report(clips, args.pitch, content=not args.no_content, renderer=renderer)
         elif args.target:
             report = evaluate.speaker_report(
                 clips, find_voice(args.target), find_voice(args.source), content=not args.no_content,
-                use_source_stats=not args.utterance_stats,
+                use_source_stats=not args.utterance_stats, renderer=renderer,
             )
         else:
             raise CliError("give --pitch N, --to VOICE (speaker conversion) or --live")

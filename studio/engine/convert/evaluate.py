@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.engine.convert.pipeline import ConversionTarget, convert_audio
+from studio.engine.convert.render import Renderer
 from studio.engine.convert.transforms import VoiceTransform
 from studio.engine.convert.voice import Voice
 from studio.engine.convert.world import MissingDependencyError, analyze
@@ -124,13 +125,16 @@ def _content(source: np.ndarray, output: np.ndarray, sr: int, score: ClipScore, 
     skipped.extend(s for s in c["skipped"] if s not in skipped)
 
 
-def pitch_shift_report(clips: Sequence[tuple[str, np.ndarray, int]], semitones: float, content: bool = True) -> Report:
-    """Pitch-shift every (name, audio [T], rate) clip by ``semitones`` and score it (see the module doc)."""
+def pitch_shift_report(
+    clips: Sequence[tuple[str, np.ndarray, int]], semitones: float, content: bool = True, renderer: Renderer | None = None
+) -> Report:
+    """Pitch-shift every (name, audio [T], rate) clip by ``semitones`` and score it (see the module doc);
+    ``renderer``: what renders the shifted tracks (None: WORLD)."""
     target = ConversionTarget(transform=VoiceTransform(pitch_semitones=semitones))
     scores, skipped = [], []
     for name, audio, sr in clips:
         start = time.perf_counter()
-        result = convert_audio(audio, sr, target)
+        result = convert_audio(audio, sr, target, renderer=renderer)
         spent = time.perf_counter() - start
         f_in, f_out = paired_median_f0_hz(audio, result.audio, sr, result.sample_rate)
         s = ClipScore(
@@ -153,16 +157,18 @@ def pitch_shift_report(clips: Sequence[tuple[str, np.ndarray, int]], semitones: 
         "duration_within_1_percent": means["max_duration_error"] <= DURATION_TOLERANCE,
         "dnsmos_at_least_3": None if dnsmos is None else dnsmos >= DNSMOS_BOUND,
     }
-    return Report("pitch", f"{semitones:+g} semitones", scores, means, bounds, skipped=skipped)
+    return Report("pitch", f"{semitones:+g} semitones{_rendered_by(renderer)}", scores, means, bounds, skipped=skipped)
 
 
 def speaker_report(
-    clips: Sequence[tuple[str, np.ndarray, int]], target: Voice, source: Voice, content: bool = True, use_source_stats: bool = True
+    clips: Sequence[tuple[str, np.ndarray, int]], target: Voice, source: Voice, content: bool = True,
+    use_source_stats: bool = True, renderer: Renderer | None = None,
 ) -> Report:
     """Convert each held-out clip of ``source``'s speaker to ``target`` and score it (see the module doc).
 
     Both voices need a ``speaker_embedding`` (voices built with resemblyzer installed). With
     ``use_source_stats`` the source voice's statistics drive the mapping (else each utterance's own).
+    ``renderer``: what renders the converted tracks (None: WORLD).
     """
     from studio.engine.convert import speaker_similarity
 
@@ -177,7 +183,7 @@ def speaker_report(
     scores, skipped = [], []
     for name, audio, sr in clips:
         start = time.perf_counter()
-        result = convert_audio(audio, sr, conversion)
+        result = convert_audio(audio, sr, conversion, renderer=renderer)
         spent = time.perf_counter() - start
         out, rate = result.audio, result.sample_rate
         e = speaker_similarity.embed(out, rate)
@@ -211,7 +217,12 @@ def speaker_report(
         "margin_at_least_0.15": means["margin"] >= MARGIN_BOUND,
         "dnsmos_at_least_3": None if dnsmos is None else dnsmos >= DNSMOS_BOUND,
     }
-    return Report("speaker", f"{source.name} → {target.name}", scores, means, bounds, skipped=skipped)
+    return Report("speaker", f"{source.name} → {target.name}{_rendered_by(renderer)}", scores, means, bounds, skipped=skipped)
+
+
+def _rendered_by(renderer: Renderer | None) -> str:
+    """A title suffix naming a renderer other than WORLD."""
+    return "" if renderer is None or renderer.name == "world" else f", rendered by {renderer.name}"
 
 
 def load_clips(paths: Sequence[str | Path], sample_rate: int | None = None) -> list[tuple[str, np.ndarray, int]]:

@@ -10,6 +10,10 @@
   ``studio vocode`` takes, so a vocoder trained for the studio improves conversion without changes
   here. Offline only (the live converter's time budget fits WORLD, not an autoregressive model on
   two cores).
+
+``renderer_for(name)`` picks one by name: ``"world"`` (or nothing), else a model of the catalogue
+(``studio models``) or a checkpoint path — what ``studio convert --render`` and the window's
+"render" choice pass.
 """
 
 from __future__ import annotations
@@ -70,3 +74,21 @@ class VocoderRenderer:
         n = min(out.shape[0], back.shape[0])
         out[:n] = back[:n]
         return out
+
+
+WORLD = "world"
+"""The name of the DSP renderer in ``renderer_for`` (and in the CLI and the window)."""
+
+
+def renderer_for(name: str | None, **request_options: Any) -> Renderer:
+    """``WorldRenderer`` for ``"world"``, ``""`` or None; else a ``VocoderRenderer`` on the model called
+    ``name`` in the catalogue (or the checkpoint at that path), loaded on the calling thread, with
+    ``request_options`` for its ``GenerateRequest``. Raises ``ModelNotFoundError`` / ``CheckpointError``
+    (unknown or broken model) or ValueError (a model that is not mel-conditioned, e.g. free music)."""
+    if not name or name == WORLD:
+        return WorldRenderer()
+    from studio.engine.catalog import find_model
+    from studio.engine.checkpoints import load_model
+
+    entry = find_model(name)
+    return VocoderRenderer(load_model(entry.path), **request_options)
