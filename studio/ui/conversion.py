@@ -151,7 +151,7 @@ class ConversionController:
         if audio.shape[0] < rate // 10:
             w.show_error("Cannot convert", "the source is shorter than 0.1 s: select or record more speech")
             return None
-        worker = ConversionWorker(ConversionJob(audio, rate, transform, params.voice))
+        worker = ConversionWorker(ConversionJob(audio, rate, transform, params.voice, params.render))
         self.worker = worker
         self.panel.set_converting(True, f"Converting {audio.shape[0] / rate:.2f} s of '{source.name}'…")
         worker.connect_gui(worker.converted, lambda result: self._on_converted(result, source, offset, params))

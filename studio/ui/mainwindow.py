@@ -711,6 +711,9 @@ class MainWindow(QMainWindow):
 
         def show(entries) -> None:
             self.models_panel.set_entries(entries)
+            self.conversion.panel.set_renderers(
+                [(e.name, e.card.description) for e in entries if e.card.conditioning == "mel"]
+            )
             if select is not None:
                 self.models_panel.select_path(str(select))
 

@@ -29,13 +29,15 @@ class ConversionJob:
     """What to convert: mono float32 ``audio`` [T] at ``sample_rate`` Hz.
 
     transform: a ``VoiceTransform`` (pitch, formants, whisper); voice: the name or path of a target
-    voice ("" = the speaker's own voice), loaded on the worker thread.
+    voice ("" = the speaker's own voice); render: "world" or a mel vocoder's name
+    (``convert.render.renderer_for``). Voice and vocoder are loaded on the worker thread.
     """
 
     audio: np.ndarray
     sample_rate: int
     transform: Any
     voice: str = ""
+    render: str = "world"
 
 
 def make_target(transform: Any, voice: str = "") -> Any:
@@ -66,15 +68,16 @@ class ConversionWorker(Worker):
         self._cancel.set()
 
     def work(self) -> None:
-        from studio.engine.convert import convert_audio
+        from studio.engine.convert import convert_audio, renderer_for
         from studio.engine.convert.pipeline import ConversionCancelled
 
         job = self.job
         start = time.perf_counter()
         target = make_target(job.transform, job.voice)
-        self.target_description = target.describe()
+        renderer = renderer_for(job.render)
+        self.target_description = target.describe() + ("" if renderer.name == "world" else f", {renderer.name}")
         try:
-            result = convert_audio(job.audio, job.sample_rate, target, cancel=self._cancel.is_set)
+            result = convert_audio(job.audio, job.sample_rate, target, renderer=renderer, cancel=self._cancel.is_set)
         except ConversionCancelled:
             self.cancelled.emit()
             return

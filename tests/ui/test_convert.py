@@ -4,7 +4,9 @@ A/B against the source, save; convert to a bundled voice; run live mode briefly 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ pytest.importorskip("pyworld", reason="voice conversion needs the voice extra (p
 pytestmark = pytest.mark.sound
 
 SHIFT = 4.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def record_speech(qtbot, window, wav: str):
@@ -90,6 +93,25 @@ def test_convert_a_recorded_take_up_four_semitones_ab_and_save(qtbot, window, tm
     to_voice = convert_and_wait(qtbot, window)
     assert to_voice.sample_rate == 16000 and to_voice.source is recording
     assert float(np.sqrt(np.mean(to_voice.track.samples**2))) > 0.01
+
+    # to the ru voice, rendered by the vocoder trained on that speaker: the mel vocoders are offered, free music is not
+    bundled = tmp_path / "bundled"  # the window's private bundled-models folder (conftest.private_dirs)
+    bundled.mkdir(exist_ok=True)
+    for name in ("speech-wavernn", "music-wavenet"):
+        for suffix in (".json", ".safetensors"):
+            shutil.copy(ROOT / "resources" / "models" / f"{name}{suffix}", bundled)
+    window.refresh_models()
+    qtbot.waitUntil(lambda: panel.render.count() > 1, timeout=10000)
+    offered = [panel.render.itemData(i) for i in range(panel.render.count())]
+    assert offered == ["world", "speech-wavernn"]
+    panel.voice.setCurrentIndex(panel.voice.findData("ru"))
+    panel.render.setCurrentIndex(panel.render.findData("speech-wavernn"))
+    window.show_take(recording)
+    rendered = convert_and_wait(qtbot, window)
+    assert rendered.sample_rate == 16000 and rendered.track.num_samples == to_voice.track.num_samples
+    assert float(np.sqrt(np.mean(rendered.track.samples**2))) > 0.01
+    assert not np.allclose(rendered.track.samples, to_voice.track.samples, atol=1e-3)
+    assert "vocoder:speech-wavernn" in panel.readout.text()
     assert window.errors == []
 
 

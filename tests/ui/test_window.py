@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,8 +103,15 @@ def test_drop_a_file_opens_it(qtbot, window, tone_file):
     assert not enter.isAccepted()
 
 
-def test_settings_survive_a_restart(qtbot, make_window, tone_file):
+def test_settings_survive_a_restart(qtbot, make_window, tone_file, private_dirs):
+    bundled = private_dirs / "bundled"  # one mel vocoder there, so the convert panel's renderer can be chosen
+    bundled.mkdir(exist_ok=True)
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(Path(__file__).resolve().parents[2] / "resources" / "models" / f"speech-wavenet{suffix}", bundled)
     first = make_window(size=None)
+    render = first.convert_panel.render
+    qtbot.waitUntil(lambda: render.count() == 2, timeout=10000)
+    render.setCurrentIndex(render.findData("speech-wavenet"))
     first.view_settings.fft.setCurrentText("2048")
     first.view_settings.scale.setCurrentText("log")
     first.view_settings.colormap.setCurrentText("magma")
@@ -126,6 +134,8 @@ def test_settings_survive_a_restart(qtbot, make_window, tone_file):
     # our minimum size), so only check that the geometry was stored for the next start
     assert len(bytes(second.settings.value("window/geometry"))) > 40 and size != (0, 0)
     assert second.generate_panel.seed.value() == 1234
+    qtbot.waitUntil(lambda: second.convert_panel.render.count() == 2, timeout=10000)  # the models are listed in a worker
+    assert second.convert_panel.render.currentData() == "speech-wavenet"
     assert second.recent_files()[0] == os.path.abspath(tone_file)
     assert second.recent_menu.actions()[0].text() == os.path.basename(tone_file)
 

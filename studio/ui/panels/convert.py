@@ -35,6 +35,7 @@ SOURCES = {
     "recording": "The last recording",
 }
 OWN_VOICE = ""  # the voice combo's data for "no target voice"
+WORLD_RENDER = "world"  # the render combo's data for WORLD's own synthesis (``convert.render.WORLD``)
 HOP_CHOICES_MS = (20, 30, 40, 60, 80, 120)
 DEVICE_BLOCKS = (128, 256, 512, 1024)
 AUTO_HOP = 0  # the hop combo's data for "auto": the engine's choice for the target (live.default_hop_ms; 20 ms today)
@@ -43,13 +44,15 @@ DEFAULT_GATE_DB = -55.0
 
 @dataclass
 class ConvertParams:
-    """The offline settings. voice: a voice name ("" = own voice only)."""
+    """The offline settings. voice: a voice name ("" = own voice only). render: "world" or the name of
+    a mel vocoder that renders the converted speech (``convert.render.renderer_for``)."""
 
     source: str
     voice: str
     pitch_semitones: float
     formant_ratio: float
     whisper: bool
+    render: str = WORLD_RENDER
 
 
 @dataclass
@@ -106,6 +109,12 @@ class ConvertPanel(QWidget):
         self.formant.setValue(1.0)
         self.formant.setPrefix("× ")
         self.formant.setToolTip("Formant / timbre shift: >1 a smaller, brighter vocal tract; <1 a larger one")
+        self.render = QComboBox()
+        self.render.addItem("WORLD (DSP)", WORLD_RENDER)
+        self.render.setToolTip(
+            "What turns the converted tracks into sound: WORLD's synthesis, or a mel vocoder (e.g. speech-wavernn, "
+            "trained on the ru voice's speaker: closer to that speaker, still noisier than WORLD; docs/voice.md)"
+        )
         self.whisper = QCheckBox("whisper")
         self.whisper.setToolTip("Render without voicing: a whisper through the same vocal tract")
         self.convert_button, self.cancel_button, buttons = run_buttons("Convert")
@@ -123,6 +132,7 @@ class ConvertPanel(QWidget):
         form.addRow("pitch", self.pitch)
         form.addRow("formants", self.formant)
         form.addRow("", self.whisper)
+        form.addRow("render", self.render)
         offline = QGroupBox("Convert a take")
         offline_layout = QVBoxLayout(offline)
         offline_layout.addLayout(form)
@@ -210,6 +220,7 @@ class ConvertPanel(QWidget):
         self.voice.currentIndexChanged.connect(self._show_voice_info)
         self._voice_summaries: dict[str, str] = {}
         self._wanted_voice = ""  # a restored choice, applied when the voices are listed
+        self._wanted_render = ""  # the same for the renderer, applied when the models are listed
         self._wanted_devices = ("", "")
 
     # -- values ----------------------------------------------------------------------------------
@@ -220,6 +231,7 @@ class ConvertPanel(QWidget):
             pitch_semitones=float(self.pitch.value()),
             formant_ratio=float(self.formant.value()),
             whisper=self.whisper.isChecked(),
+            render=str(self.render.currentData() or WORLD_RENDER),
         )
 
     def live_params(self) -> LiveParams:
@@ -255,6 +267,19 @@ class ConvertPanel(QWidget):
         self.voice.blockSignals(False)
         self._show_voice_info()
 
+    def set_renderers(self, vocoders: list[tuple[str, str]]) -> None:
+        """Offer WORLD and these (name, description) mel vocoders, keeping the choice if it is still there."""
+        keep = self._wanted_render or str(self.render.currentData() or WORLD_RENDER)
+        self._wanted_render = ""
+        self.render.blockSignals(True)
+        self.render.clear()
+        self.render.addItem("WORLD (DSP)", WORLD_RENDER)
+        for name, description in vocoders:
+            self.render.addItem(f"Vocoder: {name}", name)
+            self.render.setItemData(self.render.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
+        self.render.setCurrentIndex(max(0, self.render.findData(keep)))
+        self.render.blockSignals(False)
+
     def voice_names(self) -> list[str]:
         return [str(self.voice.itemData(i)) for i in range(1, self.voice.count())]
 
@@ -279,6 +304,7 @@ class ConvertPanel(QWidget):
         s.setValue("convert/pitch", p.pitch_semitones)
         s.setValue("convert/formant", p.formant_ratio)
         s.setValue("convert/whisper", p.whisper)
+        s.setValue("convert/render", p.render)
         s.setValue("convert/hop_ms", int(live.hop_ms or AUTO_HOP))
         s.setValue("convert/device_block", live.device_block)
         s.setValue("convert/gate_on", self.gate_on.isChecked())
@@ -293,6 +319,7 @@ class ConvertPanel(QWidget):
         self.formant.setValue(settings_store.read_float(s, "convert/formant", 1.0))
         self.whisper.setChecked(settings_store.read_bool(s, "convert/whisper", False))
         self._wanted_voice = settings_store.read_str(s, "convert/voice", OWN_VOICE)
+        self._wanted_render = settings_store.read_str(s, "convert/render", WORLD_RENDER)
         for combo, key, default in ((self.hop, "convert/hop_ms", AUTO_HOP), (self.device_block, "convert/device_block", 256)):
             index = combo.findData(settings_store.read_int(s, key, default))
             if index >= 0:
