@@ -100,3 +100,21 @@ def test_eval_convert_scores_a_vocoder_rendering_and_says_so(speech_file):
     (clip,) = report["clips"]
     assert clip["duration_ratio"] == pytest.approx(1.0, abs=0.01)
     assert 1.5 < clip["shift_st"] < 4.5  # the vocoder voices the shifted pitch (trained on another speaker)
+
+
+def test_a_cancelled_vocoder_render_stops_after_its_first_block(speech_file):
+    """The conversion worker hands its cancel token to the vocoder (``renderer_for(name, cancel=token)``):
+    once set, the model's stream ends after the block in hand and the rest of the rendering stays silent."""
+    from studio.engine.convert.world import analyze
+    from studio.engine.models.base import CancelToken
+
+    audio, sr = files.load(speech_file, sample_rate=RATE, mono=True)
+    features = analyze(audio, sr)
+    token = CancelToken()
+    renderer = renderer_for("speech-wavernn", cancel=token, block_size=800)
+    whole = renderer.render(features)
+    token.cancel()
+    stopped = renderer.render(features)
+    assert stopped.shape == whole.shape
+    after_first_block = slice(2 * 800, None)  # one block at the model's rate (resampled): nothing after it
+    assert np.abs(whole[after_first_block]).max() > 0.01 and not np.any(stopped[after_first_block])

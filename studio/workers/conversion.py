@@ -61,20 +61,29 @@ class ConversionWorker(Worker):
         super().__init__()
         self.job = job
         self._cancel = threading.Event()
+        self._render_cancel: Any = None  # the vocoder's CancelToken while one renders
         self.seconds = 0.0
         self.target_description = ""
 
     def cancel(self) -> None:
         self._cancel.set()
+        token = self._render_cancel
+        if token is not None:
+            token.cancel()
 
     def work(self) -> None:
         from studio.engine.convert import convert_audio, renderer_for
         from studio.engine.convert.pipeline import ConversionCancelled
+        from studio.engine.models.base import CancelToken
 
         job = self.job
         start = time.perf_counter()
         target = make_target(job.transform, job.voice)
-        renderer = renderer_for(job.render)
+        token = CancelToken()  # a vocoder stops mid-render when cancel() is called (WORLD between stages)
+        self._render_cancel = token
+        if self._cancel.is_set():
+            token.cancel()
+        renderer = renderer_for(job.render, cancel=token)
         self.target_description = target.describe() + ("" if renderer.name == "world" else f", {renderer.name}")
         try:
             result = convert_audio(job.audio, job.sample_rate, target, renderer=renderer, cancel=self._cancel.is_set)
