@@ -704,6 +704,7 @@ class WaveRNN(WaveformModel):
 
         mel [1, n_mels, frames] or None -> float32 samples [num_samples]. Uses the same random numbers
         as the fast path (``draw_uniforms``), so with the same generator state both make the same samples.
+        ``temperature`` is used as given: the config's ``sampling_temperature`` is applied by ``stream``.
         ``threads``: intra-op threads meanwhile (as the fast path; None keeps the current setting).
         """
         temperature = self._check_temperature(temperature)
