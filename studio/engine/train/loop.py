@@ -501,7 +501,7 @@ class _Run:
             log.warning("fit_seconds is ignored in a distributed run: it trains to step %d", o.steps)
             return None
         reserve = 1.5 * eval_seconds + FIT_RESERVE_S
-        return ScheduleFit(deadline=self.started + o.fit_seconds - reserve, start_step=self.step, cap=o.steps)
+        return ScheduleFit(deadline=self.started + o.fit_seconds - reserve, cap=o.steps)
 
     def _refit(self, fit: ScheduleFit, now: float) -> None:
         """Move the run's last step (and so its schedule) to where the measured rate meets the deadline

@@ -25,13 +25,11 @@ class ScheduleFit:
     """Fits ``steps`` to a deadline. Times are ``time.perf_counter()`` seconds.
 
     deadline: when training should have ended (the final evaluation and checkpoint come after it).
-    start_step: the step the run started at. cap: the most steps the run may reach (its ``steps``
-    before fitting). The rate is measured from the first completed step (``begin``), so setup,
+    cap: the most steps the run may reach (its ``steps`` before fitting). The rate is measured from the first completed step (``begin``), so setup,
     the first evaluation and the first step's warm-up do not count as training speed.
     """
 
     deadline: float
-    start_step: int
     cap: int
     begin_time: float | None = None
     begin_step: int = 0
