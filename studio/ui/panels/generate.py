@@ -83,7 +83,10 @@ class GeneratePanel(QWidget):
         self.denoise = QDoubleSpinBox()
         self.denoise.setRange(0.0, 1.0)
         self.denoise.setSingleStep(0.01)
-        self.denoise.setToolTip("WaveGlow denoiser strength (0 = off)")
+        self.denoise.setToolTip(
+            "WaveGlow denoiser strength (0 = off; 0.1 is the reference's). Leave it off for LPC WaveGlows such as "
+            "speech-waveglow: it acts on their excitation and makes them worse (docs/models.md)"
+        )
         self.device = QComboBox()
         self.show_distribution = QCheckBox("Show predicted distribution")
         self.show_distribution.setToolTip(
