@@ -57,6 +57,8 @@ def default_chunk_frames(overlap: int, device_type: str) -> int:
     comes sooner), ``CUDA_CHUNK_FRAMES`` on a GPU; always at least twice the overlap."""
     base = CUDA_CHUNK_FRAMES if device_type == "cuda" else MIN_CHUNK_FRAMES
     return max(base, 2 * overlap)
+
+
 MAX_LPC_ORDER = lpc.MAX_ORDER
 
 UPSAMPLE_ALIGNMENTS = ("center", "end")

@@ -91,6 +91,8 @@ predicted ~170 kHz at reference size."""
 def default_fold_batch(device_type: str) -> int:
     """Folds to aim for when the request names neither ``fold_length`` nor ``fold_batch``."""
     return CUDA_FOLD_BATCH if device_type == "cuda" else DEFAULT_FOLD_BATCH
+
+
 DEFAULT_OVERLAP_FRAMES = 2
 """Default overlap between folded segments in hops (550 samples at hop 275)."""
 FOLDED_FIRST_BLOCK = 128
