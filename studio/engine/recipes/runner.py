@@ -40,8 +40,8 @@ class RecipeRun:
 
     device: "cpu", "cuda", "cuda:N". steps: steps this run adds (None: the schedule's). minutes: stop
     training after this much wall time (checkpointed; None: no limit); with steps None the schedule is
-    also fitted to the minutes (``TrainOptions.fit_seconds``: it ends, decayed, when they are up). data: a prepared set to use
-    (None: ``data/<dataset>``, prepared on first use). runs_dir: where run folders live (None:
+    also fitted to the minutes (``TrainOptions.fit_seconds``: it ends, decayed, when they are up).
+    data: a prepared set to use (None: ``data/<dataset>``, prepared on first use). runs_dir: where run folders live (None:
     ``<checkout>/runs``). export_dir: where the fp16 bundle goes (None: the bundled models folder;
     ``export=False``: nowhere). fresh: start from random weights. install: run scripts/setup-data
     when the data's packages are missing. batch / segment_hops / config: overrides (tiny CI runs).
