@@ -2,8 +2,9 @@
 
 The latency is measured, not estimated: a probe process plays known bursts (a 140 Hz buzz) into
 ``mic_sink`` and records ``test_sink.monitor`` in one full-duplex stream (one clock), then finds the
-bursts in the recording by envelope matching; its own round trip through a plain loopback is
-subtracted (each run's own device round trip taken out first, see ``system_latency_ms``). The
+bursts in the recording by envelope matching; its own round trip through a plain loopback, measured
+before and after the session, is subtracted (each run's own device round trip taken out first, see
+``system_latency_ms``). The
 recording is also checked for the pitch shift the converter was asked for.
 
 On a loaded machine the probe's own stream can glitch (then it no longer shares one clock with what
@@ -124,15 +125,19 @@ def test_live_pitch_shift_runs_without_underruns_and_measures_latency(pulse_serv
     if glitched(stats) and (pauses["longest_ms"] or 0) > PAUSE_TOLERANCE_MS:
         print(f"the machine paused {pauses['longest_ms']} ms during the session ({stats}); running it again")
         stats, through, pauses = live_session(pulse_server, recording)
-    latency_ms = system_latency_ms(through, loopback)
-    print(f"live: measured latency {latency_ms:.0f} ms (engine estimate {stats.latency_ms:.0f} ms), {stats}")
-    print(f"probe through {through}\nprobe loopback {loopback}\nmachine pauses {pauses}")
+    after = clean_probe(2.0, "mic_sink", "mic_sink.monitor")
+    assert after["clean"] and after["correlation"] > 0.9, after
+    latency_ms = system_latency_ms(through, loopback, after)
+    print(f"live: measured latency {latency_ms:.0f} ms (engine estimate {stats.latency_ms:.0f} ms; against the "
+          f"loopback before / after alone {system_latency_ms(through, loopback):.0f} / "
+          f"{system_latency_ms(through, after):.0f} ms), {stats}")
+    print(f"probe through {through}\nprobe loopbacks {loopback} / {after}\nmachine pauses {pauses}")
     assert through["clean"], f"the probe's own stream glitched in every attempt: {through}"
     assert through["correlation"] > 0.8, "the probe bursts did not come back through the converter"
     assert stats.hops > 100 and stats.error is None
     assert stats.underruns == 0 and stats.underrun_frames == 0 and stats.input_overflows == 0, (stats, pauses)
     assert stats.device_underflows == 0 and stats.device_input_overflows == 0, (stats, pauses)
-    assert 0 < latency_ms <= LATENCY_BOUND_MS, (latency_ms, through, loopback)
+    assert 0 < latency_ms <= LATENCY_BOUND_MS, (latency_ms, through, loopback, after)
     shifted = 12 * np.log2(voiced_median_f0(recording) / PROBE_F0_HZ)
     assert abs(shifted - SHIFT_SEMITONES) < 0.3, f"the output is {shifted:+.2f} semitones from the probe"
 
@@ -185,3 +190,19 @@ def test_a_wrong_portaudio_estimate_falls_back_to_the_plain_round_trip_differenc
     assert system_latency_ms(through, {"round_trip_ms": 62.0, "device_round_trip_ms": 58.0}) == 126.0
     wrong = {"round_trip_ms": 112.0, "device_round_trip_ms": 362.0}
     assert system_latency_ms({"round_trip_ms": 256.0, "device_round_trip_ms": 119.7}, wrong) == 144.0
+
+
+def test_loopback_runs_before_and_after_a_session_are_averaged():
+    """Pure arithmetic: the server's share is the mean of the bracketing loopback runs' shares; a run
+    whose estimate is wrong (seen in CI and here, right after a session) is left out."""
+    from studio.engine.convert.latency_probe import system_latency_ms
+
+    through = {"round_trip_ms": 190.0, "device_round_trip_ms": 60.0}
+    before = {"round_trip_ms": 62.0, "device_round_trip_ms": 58.0}
+    after = {"round_trip_ms": 80.0, "device_round_trip_ms": 60.0}
+    assert system_latency_ms(through, before, after) == 130.0 - 12.0
+    wrong = {"round_trip_ms": 112.0, "device_round_trip_ms": 362.0}
+    assert system_latency_ms(through, before, wrong) == 126.0
+    assert system_latency_ms(through, wrong, wrong) == 190.0 - 112.0
+    with pytest.raises(ValueError):
+        system_latency_ms(through)

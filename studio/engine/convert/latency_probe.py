@@ -159,26 +159,33 @@ ESTIMATE_SLACK_MS = 10.0
 """How far below zero a run's measured-minus-estimated round trip may come before the estimate is distrusted."""
 
 
-def system_latency_ms(through: dict, loopback: dict) -> float:
-    """Latency of what sits between the probe's output and input in ``through`` (ms), from two
+def system_latency_ms(through: dict, *loopbacks: dict) -> float:
+    """Latency of what sits between the probe's output and input in ``through`` (ms), from
     :func:`measure` results: each run's own device round trip is taken out, then what the plain
-    ``loopback`` run still measured (the sound server's share) is subtracted.
+    ``loopbacks`` runs still measured (the sound server's share, a few ms; their mean) is subtracted.
+
+    Pass a loopback run from before the session and one from after it: they bracket the session.
 
     PortAudio's estimate is usually within a few ms of the stream's real round trip, but not always
-    (once a loopback run measured 112 ms with an estimate of 362 ms, which made the converter look 387 ms
-    slow). A share that comes out negative beyond ``ESTIMATE_SLACK_MS`` means an estimate is wrong: then
-    the plain difference of the two measured round trips is used (it keeps the ±10 ms spread of the
-    probe's own streams, but no error of the estimate)."""
+    (loopback runs have measured 82 and 112 ms with estimates of 355–362 ms, which made the converter
+    look 40–390 ms slower). A share that comes out negative beyond ``ESTIMATE_SLACK_MS`` means that
+    run's estimate is wrong, and the run is left out. When every loopback run, or the through run
+    itself, has a wrong estimate, the plain difference of the measured round trips is used (it keeps
+    the ±10 ms spread of the probe's own streams, but no error of the estimate)."""
+    if not loopbacks:
+        raise ValueError("system_latency_ms needs at least one loopback run")
     own = through["round_trip_ms"] - through["device_round_trip_ms"]
-    share = loopback["round_trip_ms"] - loopback["device_round_trip_ms"]
-    if own < -ESTIMATE_SLACK_MS or share < -ESTIMATE_SLACK_MS:
+    shares = [run["round_trip_ms"] - run["device_round_trip_ms"] for run in loopbacks]
+    trusted = [share for share in shares if share >= -ESTIMATE_SLACK_MS]
+    if len(trusted) < len(shares) or own < -ESTIMATE_SLACK_MS:
         log.warning(
-            "PortAudio's latency estimate is off (through %.0f ms measured vs %.0f estimated, loopback %.0f vs %.0f): "
-            "using the plain difference of the round trips", through["round_trip_ms"], through["device_round_trip_ms"],
-            loopback["round_trip_ms"], loopback["device_round_trip_ms"],
+            "PortAudio's latency estimate is off (through %.0f ms measured vs %.0f estimated, loopback %s)",
+            through["round_trip_ms"], through["device_round_trip_ms"],
+            ", ".join(f"{run['round_trip_ms']:.0f} vs {run['device_round_trip_ms']:.0f}" for run in loopbacks),
         )
-        return through["round_trip_ms"] - loopback["round_trip_ms"]
-    return own - share
+    if own < -ESTIMATE_SLACK_MS or not trusted:
+        return through["round_trip_ms"] - sum(run["round_trip_ms"] for run in loopbacks) / len(loopbacks)
+    return own - sum(trusted) / len(trusted)
 
 
 def measure(seconds: float = 3.0, rate: int = PROBE_RATE, save_to: str | None = None, attempts: int = DEFAULT_ATTEMPTS) -> dict:

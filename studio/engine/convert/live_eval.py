@@ -9,8 +9,8 @@ random.
 
 The latency probe (:mod:`.latency_probe`, a child process with its own streams) plays speech-like
 bursts into ``mic_sink`` while recording ``test_sink.monitor`` for the whole run, and once through a
-plain loopback (``mic_sink`` → its monitor) whose round trip is subtracted (each run's own device
-round trip taken out first: :func:`~.latency_probe.system_latency_ms`). The converter's own
+plain loopback (``mic_sink`` → its monitor) before and after the session, whose mean round trip is
+subtracted (each run's own device round trip taken out first: :func:`~.latency_probe.system_latency_ms`). The converter's own
 counters give underruns, device underflows and input overflows, and per-block inference time.
 
 A fresh server holds back every stream for its first ~2 s: ``start_rig`` waits until the server's
@@ -86,8 +86,9 @@ def _probe(seconds: float, sink: str, source: str) -> dict:
 
 
 def _measure(target, seconds: float, hop_ms: float | None, signals: ShutdownSignals) -> tuple:
-    """The loopback probe, then the converter with the through probe; (loopback, through, stats, pauses).
-    Each clean-up holds ``signals`` first, so a shutdown signal cannot cut it short."""
+    """A loopback probe, the converter with the through probe, a loopback probe again;
+    (loopbacks, through, stats, pauses). Each clean-up holds ``signals`` first, so a shutdown signal
+    cannot cut it short."""
     from studio.engine.convert.live import LiveConverter, LiveSettings
     from studio.engine.convert.pause_monitor import PauseMonitor
 
@@ -107,14 +108,15 @@ def _measure(target, seconds: float, hop_ms: float | None, signals: ShutdownSign
     finally:
         signals.hold()
         pauses = monitor.stop()
-    return loopback, through, stats, pauses
+    after = _probe(2.0, MIC_SINK, MIC_SOURCE)
+    return (loopback, after), through, stats, pauses
 
 
 def run_live_eval(target, seconds: float = 60.0, hop_ms: float | None = None) -> dict:
     """Run live conversion to ``target`` (a ConversionTarget) for ``seconds`` of probe signal; a JSON-able dict.
 
-    Keys: latency_ms (measured, loopback subtracted), loopback_ms, probe (the through-run's details),
-    loopback (the loopback run's), stats (the converter's final LiveStats), machine_pauses (what
+    Keys: latency_ms (measured, the loopbacks' mean subtracted), loopback_ms (their round trips, before
+    and after), probe (the through-run's details), loopbacks (the loopback runs'), stats (the converter's final LiveStats), machine_pauses (what
     :class:`~.pause_monitor.PauseMonitor` saw meanwhile: all CPUs stopped), bounds (zero underruns and
     input overflows, converter's and device's; latency ≤ 150 ms; probe clean and found).
     """
@@ -123,7 +125,7 @@ def run_live_eval(target, seconds: float = 60.0, hop_ms: float | None = None) ->
             rig = start_rig()  # held: a signal during the start is acted on once the server is up
             try:
                 signals.arm()
-                loopback, through, stats, pauses = _measure(target, seconds, hop_ms, signals)
+                loopbacks, through, stats, pauses = _measure(target, seconds, hop_ms, signals)
             finally:
                 signals.hold()
                 rig.stop()
@@ -134,16 +136,16 @@ def run_live_eval(target, seconds: float = 60.0, hop_ms: float | None = None) ->
                     signal.Signals(signals.received).name)
         signals.pass_on()  # the default handler ends the process here
         raise ConversionError(f"the live evaluation was stopped by {signal.Signals(signals.received).name}")
-    latency = system_latency_ms(through, loopback)
+    latency = system_latency_ms(through, *loopbacks)
     return {
-        "seconds": seconds, "target": target.describe(), "latency_ms": latency, "loopback_ms": loopback["round_trip_ms"],
-        "probe": through, "loopback": loopback, "stats": stats.to_dict(), "machine_pauses": pauses,
+        "seconds": seconds, "target": target.describe(), "latency_ms": latency, "loopback_ms": [run["round_trip_ms"] for run in loopbacks],
+        "probe": through, "loopbacks": list(loopbacks), "stats": stats.to_dict(), "machine_pauses": pauses,
         "bounds": {
             "zero_underruns": stats.underruns == 0 and stats.input_overflows == 0,
             "zero_device_underflows": stats.device_underflows == 0,
             "zero_device_input_overflows": stats.device_input_overflows == 0,
             "latency_at_most_150_ms": 0 < latency <= 150.0,
-            "probe_clean": bool(through["clean"] and loopback["clean"]),
+            "probe_clean": bool(through["clean"] and all(run["clean"] for run in loopbacks)),
             "probe_found": through["correlation"] > 0.8,
         },
     }
