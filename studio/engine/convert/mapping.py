@@ -68,6 +68,8 @@ class SpeakerMapping:
     context: frames method: key frames either side of each frame.
     align_iterations: frames method: alignment passes (0: none); needs 40 voiced frames, so short
         live blocks are matched unaligned.
+    align_prior: frames method: how strongly the alignment map is held to the identity, in key pairs
+        (``frameselect.align``).
     smoothing: frames method: length in frames of the time smoothing over the selected envelopes.
     window: frames method: "hann" (weighted smoothing) or "box" (moving average, the earlier method).
     variance_restore: frames method: how far (0 … 1, in the log domain) each envelope coefficient's
@@ -93,6 +95,7 @@ class SpeakerMapping:
     neighbours: int = DEFAULT_NEIGHBOURS
     context: int = 3
     align_iterations: int = 3
+    align_prior: float = frameselect.DEFAULT_ALIGN_PRIOR
     smoothing: int = DEFAULT_SMOOTHING
     window: str = "hann"
     variance_restore: float = DEFAULT_VARIANCE_RESTORE
@@ -109,6 +112,8 @@ class SpeakerMapping:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.context < 0 or self.align_iterations < 0 or self.smoothing < 1:
             raise ValueError("context and align_iterations must be >= 0 and smoothing >= 1")
+        if not (np.isfinite(self.align_prior) and self.align_prior >= 0):
+            raise ValueError(f"align_prior must be a finite number >= 0, got {self.align_prior}")
         if self.warp is not None and not frameselect.WARP_RANGE[0] <= self.warp <= frameselect.WARP_RANGE[1]:
             raise ValueError(f"warp must be in {frameselect.WARP_RANGE}, got {self.warp}")
         if self.window not in ("hann", "box"):
@@ -298,7 +303,7 @@ def _convert_by_frames(
     if not short:
         settings = frameselect.SelectionSettings(
             k=mapping.neighbours, context=mapping.context, iterations=mapping.align_iterations,
-            smoothing=mapping.smoothing, window=mapping.window,
+            smoothing=mapping.smoothing, window=mapping.window, align_prior=mapping.align_prior,
         )
     else:
         settings = frameselect.SelectionSettings(
