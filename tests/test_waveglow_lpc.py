@@ -76,3 +76,14 @@ def test_a_few_training_steps_lower_the_nll_of_the_excitation(tmp_path):
     with torch.no_grad():
         raw = model.negative_log_likelihood(*model(audio, mel)).item()
     assert abs(raw - model.training_loss(audio, mel).item()) > 0.05
+
+
+def test_the_bias_denoiser_is_refused_for_the_excitation():
+    """The denoiser subtracts the flows' bias from what they make: over the excitation it made every
+    strength worse (docs/models.md), so an LPC WaveGlow refuses it with the reason; 0 generates."""
+    model = tiny_waveglow.live_waveglow(config=CONFIG)
+    assert not model.supports_denoise and tiny_waveglow.live_waveglow().supports_denoise
+    mel = formant_mel(9)[0].numpy()
+    with pytest.raises(ValueError, match="linear prediction.*denoise to 0"):
+        model.generate(GenerateRequest(mel=mel, denoise=0.1))
+    assert model.generate(GenerateRequest(mel=mel, denoise=0.0)).shape[0] == 9 * PROFILE.hop_length

@@ -748,7 +748,9 @@ class MainWindow(QMainWindow):
             f"Loaded {card.name} on {loaded.device.upper()} in {loaded.load_s + loaded.warmup_s:.2f} s"
         )
         self.models_panel.details.setHtml(card_html(card, loaded.path))
-        self.generate_panel.set_model(card.name, card.family, model.conditioned, card.sample_rate, loaded.device)
+        self.generate_panel.set_model(
+            card.name, card.family, model.conditioned, card.sample_rate, loaded.device, denoise=model.supports_denoise
+        )
         self.generate_panel.device.setCurrentText(loaded.device)
         self.status_model.setText(f"{card.name} · {loaded.device.upper()}")
 

@@ -22,3 +22,22 @@ def save_tiny_wavenet(models_folder: Path) -> str:
     models_folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, models_folder / "tiny-wavenet")
     return str(models_folder / "tiny-wavenet")
+
+
+def save_tiny_waveglow(models_folder: Path, name: str, lpc_order: int = 0) -> str:
+    """Save an untrained two-flow WaveGlow ``name`` (speech16k profile; over the excitation of an
+    order-``lpc_order`` linear prediction when > 0) in ``models_folder``; returns the checkpoint's path."""
+    from studio.engine.audio.features import PRESETS
+    from studio.engine.checkpoints import save_checkpoint
+    from studio.engine.models.base import build_model
+
+    profile = PRESETS["speech16k"]
+    config = dict(
+        n_mels=profile.n_mels, n_flows=2, n_group=8, n_early_every=2, n_early_size=2, wn_layers=2, wn_channels=8,
+        wn_kernel_size=3, upsample_window=profile.hop_length, lpc_order=lpc_order,
+    )
+    model = build_model("waveglow", config, profile)
+    model.name = name
+    models_folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, models_folder / name)
+    return str(models_folder / name)

@@ -63,3 +63,30 @@ def test_load_generate_plays_while_generating_and_cancel_keeps_what_was_made(
     assert take.track.num_samples < 300 * 16000 and not take.saved
     assert window.generate_panel.generate_button.isEnabled()
     assert "Cancelled" in window.statusBar().currentMessage()
+
+
+def test_the_denoiser_is_offered_only_to_waveglows_it_helps(qtbot, window, private_dirs):
+    """A waveform WaveGlow takes the bias denoiser; an LPC WaveGlow (which refuses it) greys it out,
+    says why, and sends 0 whatever the box held."""
+    from support.saved_models import save_tiny_waveglow
+
+    plain = save_tiny_waveglow(private_dirs / "models", "tiny-waveglow")
+    with_lpc = save_tiny_waveglow(private_dirs / "models", "tiny-lpc-waveglow", lpc_order=16)
+    models, generate = window.models_panel, window.generate_panel
+    models.refresh_button.click()
+    qtbot.waitUntil(lambda: models.mine.childCount() == 2, timeout=10000)
+
+    def load(path: str, name: str) -> None:
+        assert models.select_path(path)
+        models.load_button.click()
+        qtbot.waitUntil(lambda: window.model is not None and window.model.model.card().name == name, timeout=30000)
+
+    load(plain, "tiny-waveglow")
+    assert generate.denoise.isEnabled() and generate.sigma.isEnabled()
+    generate.denoise.setValue(0.2)
+    assert generate.params().denoise == pytest.approx(0.2)
+    load(with_lpc, "tiny-lpc-waveglow")
+    assert not generate.denoise.isEnabled() and generate.sigma.isEnabled()
+    assert "LPC" in generate.denoise.toolTip()
+    assert generate.params().denoise == 0.0
+    assert not window.model.model.supports_denoise

@@ -107,6 +107,12 @@ class WaveformModel(nn.Module, ABC):
     supports_distribution: ClassVar[bool] = False
     """True when ``stream`` honours ``options['on_distribution']`` (see ``studio.engine.models.distribution``)."""
 
+    @property
+    def supports_denoise(self) -> bool:
+        """True when ``GenerateRequest.denoise`` > 0 is accepted (WaveGlow's bias denoiser; False
+        for families without one, which ignore the strength)."""
+        return False
+
     def __init__(self, config: Any, profile: FeatureProfile) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):

@@ -361,9 +361,21 @@ class WaveGlow(WaveformModel):
         return self._denoiser[1]
 
     # -- streaming generation -------------------------------------------------------------------
+    @property
+    def supports_denoise(self) -> bool:
+        """The bias denoiser serves waveform WaveGlows only: with ``lpc_order`` the flows model the
+        excitation, and subtracting their bias made every strength worse, before or after the
+        synthesis filter (docs/models.md), so such a model refuses it."""
+        return self.config.lpc_order == 0
+
     def _generate(
         self, request: GenerateRequest, mel: torch.Tensor | None, num_samples: int, generator: torch.Generator
     ) -> Iterator[torch.Tensor]:
+        if request.denoise > 0 and not self.supports_denoise:
+            raise ValueError(
+                f"this WaveGlow models the excitation of an order-{self.config.lpc_order} linear prediction, where the "
+                "bias denoiser makes the audio worse at every strength (docs/models.md): set denoise to 0"
+            )
         chunks = self._generate_chunks(request, mel, num_samples, generator)  # the excitation with lpc_order
         yield from lpc.synthesised(chunks, mel[0], self.profile, self.config.lpc_order)
 

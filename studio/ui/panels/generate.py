@@ -43,6 +43,11 @@ class GenerateParams:
 
 DISTRIBUTION_FAMILIES = ("wavenet", "wavernn")
 """Families that report their predicted distribution while generating (``supports_distribution``)."""
+DENOISE_TIP = "WaveGlow bias denoiser strength (0 = off; 0.1 is the reference's)"
+DENOISE_LPC_TIP = (
+    "Off for this model: an LPC WaveGlow (such as speech-waveglow) models the excitation of a linear prediction, "
+    "and the bias denoiser makes it worse at every strength (docs/models.md)"
+)
 
 
 class GeneratePanel(QWidget):
@@ -83,10 +88,7 @@ class GeneratePanel(QWidget):
         self.denoise = QDoubleSpinBox()
         self.denoise.setRange(0.0, 1.0)
         self.denoise.setSingleStep(0.01)
-        self.denoise.setToolTip(
-            "WaveGlow denoiser strength (0 = off; 0.1 is the reference's). Leave it off for LPC WaveGlows such as "
-            "speech-waveglow: it acts on their excitation and makes them worse (docs/models.md)"
-        )
+        self.denoise.setToolTip(DENOISE_TIP)
         self.device = QComboBox()
         self.show_distribution = QCheckBox("Show predicted distribution")
         self.show_distribution.setToolTip(
@@ -132,7 +134,7 @@ class GeneratePanel(QWidget):
             seed=int(self.seed.value()),
             temperature=float(self.temperature.value()),
             sigma=float(self.sigma.value()),
-            denoise=float(self.denoise.value()),
+            denoise=float(self.denoise.value()) if self.denoise.isEnabled() else 0.0,
             device=self.device.currentText() or "cpu",
             show_distribution=self.show_distribution.isChecked() and self.show_distribution.isEnabled(),
         )
@@ -142,12 +144,18 @@ class GeneratePanel(QWidget):
         if index >= 0:
             self.mode.setCurrentIndex(index)
 
-    def set_model(self, name: str, family: str, conditioned: bool, sample_rate: int, device: str) -> None:
+    def set_model(
+        self, name: str, family: str, conditioned: bool, sample_rate: int, device: str, denoise: bool | None = None
+    ) -> None:
+        """Show the loaded model and enable the controls it honours. ``denoise``: whether it takes the
+        bias denoiser (the model's ``supports_denoise``; None: any WaveGlow)."""
         kind = "mel-conditioned vocoder" if conditioned else "unconditional"
         self.model_label.setText(f"<b>{name}</b> · {family} · {kind} · {sample_rate} Hz · {device.upper()}")
         self.temperature.setEnabled(family in ("wavenet", "wavernn"))
         self.sigma.setEnabled(family == "waveglow")
-        self.denoise.setEnabled(family == "waveglow")
+        denoise = family == "waveglow" if denoise is None else denoise
+        self.denoise.setEnabled(denoise)
+        self.denoise.setToolTip(DENOISE_TIP if denoise or family != "waveglow" else DENOISE_LPC_TIP)
         self.show_distribution.setEnabled(family in DISTRIBUTION_FAMILIES)
         if conditioned and self.mode.currentData() == "free":
             self.set_mode("file")
