@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,7 +34,12 @@ def setup(tmp_path_factory):
     glow.name = "glow"
     save_checkpoint(glow, models / "glow")
     (root / "bundled").mkdir()
-    env = {**os.environ, "STUDIO_MODELS_DIR": str(models), "STUDIO_BUNDLED_MODELS_DIR": str(root / "bundled")}
+    voices = root / "voices"  # the user's voices: a copy of the bundled 'ru', which shadows it
+    voices.mkdir()
+    for suffix in (".voice.json", ".voice.safetensors"):
+        shutil.copy(Path(__file__).resolve().parent.parent / "resources" / "voices" / f"ru{suffix}", voices)
+    env = {**os.environ, "STUDIO_MODELS_DIR": str(models), "STUDIO_BUNDLED_MODELS_DIR": str(root / "bundled"),
+           "STUDIO_VOICES_DIR": str(voices)}
     return {"root": root, "speech": speech, "models": models, "env": env}
 
 
@@ -59,6 +65,22 @@ def test_models_lists_cards_as_table_and_json(setup):
     assert lines[0].split()[:4] == ["NAME", "SOURCE", "FAMILY", "RATE"]
     babble_row = next(line for line in lines if line.startswith("babble"))
     assert "wavenet" in babble_row and "16000" in babble_row and "speech16k" in babble_row and "heldout_loss" in babble_row
+
+
+def test_models_lists_the_voices_with_the_models(setup):
+    """Voices are saved like models and listed with them: the user's first (shadowing a bundled one of
+    the same name), then the bundled ones."""
+    listing = json.loads(studio(setup, "models", "--json").stdout)
+    voices = {v["name"]: v for v in listing["voices"]}
+    assert set(voices) == {"ru", "allison"}
+    assert not voices["ru"]["bundled"] and voices["ru"]["path"].startswith(str(setup["root"] / "voices"))
+    assert voices["allison"]["bundled"] and 150 < voices["allison"]["median_f0_hz"] < 250
+    assert voices["ru"]["speech_minutes"] > 1 and "festvox" in voices["ru"]["description"]
+    lines = studio(setup, "models").stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("voices"))
+    assert lines[start + 1].split() == ["NAME", "SOURCE", "MEDIAN", "F0", "SPEECH", "DESCRIPTION"]
+    rows = {line.split()[0]: line.split() for line in lines[start + 2 :]}
+    assert rows["ru"][1] == "user" and rows["allison"][1] == "bundled" and rows["allison"][3] == "Hz"
 
 
 def test_generate_streams_the_models_own_samples_to_a_file(setup, tmp_path):

@@ -37,8 +37,9 @@ def parse_device(text: str) -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("models", help="list bundled and user models", description="List the models "
-                              "the studio finds (user models folder first, then the bundled ones) with their cards.")
+    p = subparsers.add_parser("models", help="list bundled and user models (and voices)", description="List the "
+                              "models the studio finds (user models folder first, then the bundled ones) with their "
+                              "cards, and the voices that conversion targets (`studio convert --to NAME`).")
     p.add_argument("--json", action="store_true", help="print the entries and their full cards as JSON")
     p.set_defaults(handler=run_models)
 
@@ -122,10 +123,31 @@ def _human_count(n: int) -> str:
     return str(n)
 
 
+def _voice_rows() -> list[dict[str, Any]]:
+    """The voices (user first, then bundled) as plain dicts; broken voice files are skipped with a warning."""
+    from studio.engine.convert.voice import is_bundled, list_voices
+
+    rows = []
+    for v in list_voices():
+        minutes = v.provenance.get("speech_minutes")
+        rows.append({
+            "name": v.name, "path": str(v.path), "bundled": is_bundled(v), "median_f0_hz": round(float(v.median_f0_hz), 1),
+            "speech_minutes": minutes if isinstance(minutes, (int, float)) else None, "description": v.description,
+        })
+    return rows
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
 def run_models(args: argparse.Namespace) -> int:
     from studio.engine.catalog import bundled_models_dir, scan_models, user_models_dir
 
     scan = scan_models()
+    voices = _voice_rows()
     if args.json:
         print(json.dumps(
             {
@@ -136,6 +158,7 @@ def run_models(args: argparse.Namespace) -> int:
                     for e in scan.entries
                 ],
                 "broken": [{"path": str(b.path), "reason": b.reason} for b in scan.broken],
+                "voices": voices,
             },
             indent=2,
         ))
@@ -151,9 +174,14 @@ def run_models(args: argparse.Namespace) -> int:
                 e.name, e.source, s["family"], str(s["rate"]), s["profile"], s["conditioning"],
                 _human_count(s["params"]), str(s["receptive_field"]), str(s["steps"] or "—"), s["metrics"] or "—",
             ))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        _print_table(rows)
+    if voices:
+        print("\nvoices (conversion targets: `studio convert IN --to NAME`, the Convert panel)")
+        _print_table([("NAME", "SOURCE", "MEDIAN F0", "SPEECH", "DESCRIPTION")] + [
+            (v["name"], "bundled" if v["bundled"] else "user", f"{v['median_f0_hz']:.0f} Hz",
+             f"{v['speech_minutes']:.1f} min" if v["speech_minutes"] is not None else "—", v["description"] or "—")
+            for v in voices
+        ])
     for b in scan.broken:
         print(f"skipped {b.path}: {b.reason}", file=sys.stderr)
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +37,37 @@ log = logging.getLogger(__name__)
 LIVE_READOUT_HZ = 5
 LIVE_KEEP_S = 30.0  # converted audio kept as a take when live mode stops
 DEFAULT_DEVICE = "default"
+
+
+@dataclass(frozen=True)
+class VoiceListing:
+    """What the window shows of a voice (read in a worker): the Convert panel's target list and the
+    Models panel's Voices group."""
+
+    name: str
+    summary: str
+    description: str
+    path: str
+    bundled: bool
+    median_f0_hz: float
+    speech_minutes: float | None
+
+
+def voice_listings() -> list[VoiceListing]:
+    """The user's and the bundled voices (``list_voices``; broken files skipped). Any thread."""
+    from studio.engine.convert import list_voices
+    from studio.engine.convert.voice import is_bundled
+
+    out = []
+    for v in list_voices():
+        minutes = v.provenance.get("speech_minutes")
+        out.append(VoiceListing(
+            name=v.name, summary=v.summary(), description=v.description, path=str(v.path),
+            bundled=is_bundled(v),
+            median_f0_hz=float(v.median_f0_hz),
+            speech_minutes=float(minutes) if isinstance(minutes, (int, float)) else None,
+        ))
+    return out
 
 
 class ConversionController:
@@ -63,17 +95,13 @@ class ConversionController:
 
     # -- voices ----------------------------------------------------------------------------------
     def refresh_voices(self) -> None:
-        """List the user's and the bundled voices (read in a worker)."""
-        from studio.engine.convert import list_voices
+        """List the user's and the bundled voices (read in a worker) in this panel and the Models panel."""
+        self.window.run_function(voice_listings, on_result=self._on_voices)
 
-        def summaries() -> list[tuple[str, str]]:
-            return [(v.name, v.summary()) for v in list_voices()]
-
-        self.window.run_function(summaries, on_result=self._on_voices)
-
-    def _on_voices(self, voices: list[tuple[str, str]]) -> None:
-        self.voices = dict(voices)
-        self.panel.set_voices(voices)
+    def _on_voices(self, voices: list[VoiceListing]) -> None:
+        self.voices = {v.name: v.summary for v in voices}
+        self.panel.set_voices([(v.name, v.summary) for v in voices])
+        self.window.models_panel.set_voices(voices)
 
     def build_voice_dialog(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(

@@ -184,7 +184,8 @@ class MainWindow(QMainWindow):
         self.models_panel.set_devices(available_devices())
         self.models_panel.loadRequested.connect(self.load_model)
         self.models_panel.openRequested.connect(self.open_checkpoint_dialog)
-        self.models_panel.refresh_button.clicked.connect(self.refresh_models)
+        self.models_panel.refresh_button.clicked.connect(self.refresh_lists)
+        self.models_panel.voiceRequested.connect(self.choose_voice)
         self.takes_panel = TakesPanel()
         self.takes_panel.chosen.connect(self.show_take)
         self.takes_panel.saveRequested.connect(self.save_take_dialog)
@@ -705,6 +706,19 @@ class MainWindow(QMainWindow):
             log.debug("loop not applied: %s", exc)
 
     # ------------------------------------------------------------------------------- models
+    def refresh_lists(self) -> None:
+        """Re-read the models and the voices (the Models panel's Refresh)."""
+        self.refresh_models()
+        self.conversion.refresh_voices()
+
+    def choose_voice(self, name: str) -> None:
+        """A voice "loaded" in the Models panel: make it the Convert panel's target and show that panel."""
+        if self.convert_panel.select_voice(name):
+            self.convert_dock.raise_()
+            self.models_panel.state.setText(f"Voice '{name}' is the conversion target (Convert panel)")
+        else:
+            self.show_error("Voice", f"voice '{name}' is no longer listed; press Refresh")
+
     def refresh_models(self, select: str | None = None) -> None:
         """Re-read the model folders in a worker; then select ``select`` (a checkpoint stem) if given."""
         from studio.engine import catalog

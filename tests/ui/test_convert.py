@@ -166,3 +166,22 @@ def test_live_section_starts_shows_readouts_and_stops(qtbot, window, pulse_serve
     take = window.current_take
     assert take is not None and take.kind == "conversion" and take.name.startswith("live")
     assert float(np.max(np.abs(take.track.samples))) > 0.01
+
+
+def test_voices_are_listed_with_the_models_and_loading_one_makes_it_the_target(qtbot, window):
+    """The Models panel lists the voices (here the bundled ru and allison) in their own group; Load on
+    one makes it the Convert panel's target and brings that panel forward, without loading a model."""
+    models = window.models_panel
+    qtbot.waitUntil(lambda: models.voices.childCount() == 2, timeout=10000)
+    assert models.voices.text(0) == "Voices (2)"
+    assert window.convert_panel.voice.currentData() != "allison"
+    assert models.select_voice("allison") and models.load_button.isEnabled()
+    details = models.details.toPlainText()
+    assert "female US English" in details and "192 Hz" in details and "allison.voice.json" in details
+    window.generate_dock.raise_()
+    models.load_button.click()
+    assert window.convert_panel.voice.currentData() == "allison"
+    assert "allison" in models.state.text() and window.model is None
+    qtbot.waitUntil(lambda: not window.convert_dock.visibleRegion().isEmpty(), timeout=2000)
+    assert window.generate_dock.visibleRegion().isEmpty()
+    assert not models.select_voice("nobody")

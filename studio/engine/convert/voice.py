@@ -481,6 +481,12 @@ def bundled_voices_dir() -> Path | None:
     return None
 
 
+def is_bundled(voice: Voice) -> bool:
+    """True when ``voice`` was read from the bundled voices folder (False: a user voice, or unsaved)."""
+    folder = bundled_voices_dir()
+    return folder is not None and voice.path is not None and folder.resolve() in Path(voice.path).resolve().parents
+
+
 def list_voices() -> list[Voice]:
     """User voices, then bundled ones (a user voice shadows a bundled one of the same name); broken
     files are skipped with a logged warning."""

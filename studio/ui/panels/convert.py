@@ -267,6 +267,14 @@ class ConvertPanel(QWidget):
         self.voice.blockSignals(False)
         self._show_voice_info()
 
+    def select_voice(self, name: str) -> bool:
+        """Make voice ``name`` the target (False when it is not listed)."""
+        index = self.voice.findData(name)
+        if index < 0:
+            return False
+        self.voice.setCurrentIndex(index)
+        return True
+
     def set_renderers(self, vocoders: list[tuple[str, str]]) -> None:
         """Offer WORLD and these (name, description) mel vocoders, keeping the choice if it is still there."""
         keep = self._wanted_render or str(self.render.currentData() or WORLD_RENDER)

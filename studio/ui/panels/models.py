@@ -1,4 +1,5 @@
-"""The models panel: bundled and user checkpoints with their cards, opening one from disk, loading."""
+"""The models panel: bundled and user checkpoints with their cards, opening one from disk, loading;
+and the voices (conversion targets, saved like models), which "Load" makes the Convert panel's target."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from studio.ui.widgets.common import quiet_progress, set_combo_items
 log = logging.getLogger(__name__)
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
+VOICE_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 def card_html(card: Any, path: str = "") -> str:
@@ -46,11 +48,25 @@ def card_html(card: Any, path: str = "") -> str:
     return f"<b>{card.name}</b>{desc}<table>{body}</table>"
 
 
+def voice_html(voice: Any) -> str:
+    """A voice listing (``ui.conversion.VoiceListing``) as short HTML for the details box."""
+    rows = [("kind", "voice: a conversion target (Convert panel, `studio convert --to NAME`)"),
+            ("median F0", f"{voice.median_f0_hz:.0f} Hz")]
+    if voice.speech_minutes is not None:
+        rows.append(("built from", f"{voice.speech_minutes:.1f} min of speech"))
+    rows.append(("file", voice.path))
+    body = "".join(f"<tr><td style='color:#8a939c;padding-right:8px'>{k}</td><td>{v}</td></tr>" for k, v in rows)
+    desc = f"<p>{voice.description}</p>" if voice.description else ""
+    return f"<b>{voice.name}</b>{desc}<table>{body}</table><p>Load makes it the Convert panel's target voice.</p>"
+
+
 class ModelsPanel(QWidget):
-    """Lists models; emits ``loadRequested(path, device)`` and ``openRequested()`` (pick a file)."""
+    """Lists models and voices; emits ``loadRequested(path, device)``, ``openRequested()`` (pick a
+    file) and ``voiceRequested(name)`` (a voice loaded: make it the conversion target)."""
 
     loadRequested = Signal(str, str)
     openRequested = Signal()
+    voiceRequested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -59,7 +75,9 @@ class ModelsPanel(QWidget):
         self.tree.setRootIsDecorated(True)
         self.mine = QTreeWidgetItem(["Mine"])
         self.bundled = QTreeWidgetItem(["Bundled"])
-        for group in (self.mine, self.bundled):
+        self.voices = QTreeWidgetItem(["Voices"])
+        self.voices.setToolTip(0, "Target voices for conversion (yours and the bundled ones)")
+        for group in (self.mine, self.bundled, self.voices):
             group.setFlags(Qt.ItemFlag.ItemIsEnabled)
             self.tree.addTopLevelItem(group)
         self.details = QTextBrowser()
@@ -101,6 +119,7 @@ class ModelsPanel(QWidget):
         self.load_button.clicked.connect(lambda: self._load(self.tree.currentItem()))
         self.open_button.clicked.connect(self.openRequested)
         self._cards: dict[str, Any] = {}
+        self._voices: dict[str, Any] = {}
 
     def set_devices(self, devices: list[str], current: str = "cpu") -> None:
         set_combo_items(self.device, devices, current)
@@ -120,6 +139,18 @@ class ModelsPanel(QWidget):
         self.bundled.setText(0, f"Bundled ({self.bundled.childCount()})")
         self.tree.expandAll()
 
+    def set_voices(self, voices: list[Any]) -> None:
+        """Fill the Voices group from voice listings (``name``, ``summary``, ``path``, ``bundled``, …)."""
+        self.voices.takeChildren()
+        self._voices = {v.name: v for v in voices}
+        for v in voices:
+            item = QTreeWidgetItem([f"{v.name}  ·  voice{'' if v.bundled else ' (mine)'}"])
+            item.setData(0, VOICE_ROLE, v.name)
+            item.setToolTip(0, v.summary)
+            self.voices.addChild(item)
+        self.voices.setText(0, f"Voices ({self.voices.childCount()})")
+        self.voices.setExpanded(True)
+
     def select_path(self, path: str) -> bool:
         for group in (self.mine, self.bundled):
             for i in range(group.childCount()):
@@ -128,16 +159,29 @@ class ModelsPanel(QWidget):
                     return True
         return False
 
+    def select_voice(self, name: str) -> bool:
+        for i in range(self.voices.childCount()):
+            if self.voices.child(i).data(0, VOICE_ROLE) == name:
+                self.tree.setCurrentItem(self.voices.child(i))
+                return True
+        return False
+
     def _on_current(self, item: QTreeWidgetItem | None, _prev=None) -> None:
         path = item.data(0, PATH_ROLE) if item is not None else None
-        self.load_button.setEnabled(bool(path))
+        voice = item.data(0, VOICE_ROLE) if item is not None else None
+        self.load_button.setEnabled(bool(path or voice))
         if path and path in self._cards:
             self.details.setHtml(card_html(self._cards[path], path))
+        elif voice and voice in self._voices:
+            self.details.setHtml(voice_html(self._voices[voice]))
 
     def _load(self, item: QTreeWidgetItem | None) -> None:
         path = item.data(0, PATH_ROLE) if item is not None else None
+        voice = item.data(0, VOICE_ROLE) if item is not None else None
         if path:
             self.loadRequested.emit(str(path), self.device.currentText() or "cpu")
+        elif voice:
+            self.voiceRequested.emit(str(voice))
 
     def set_busy(self, busy: bool) -> None:
         self.load_button.setEnabled(not busy and self.tree.currentItem() is not None)
