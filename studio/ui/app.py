@@ -77,6 +77,12 @@ def run_app(argv: list[str]) -> int:
     window = MainWindow()
     install_exception_hook(window)
     window.show()
+    from studio.ui.qt_binding import binding_problem
+
+    problem = binding_problem()
+    if problem is not None:
+        log.error("%s", problem)
+        window.show_error("Qt binding", problem)
     for path in argv[1:]:
         if os.path.isfile(path):
             window.open_file(path)
