@@ -29,12 +29,14 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.ui import settings as settings_store
 from studio.ui import theme
+from studio.ui.compare import CompareLane, pair_partner
 from studio.ui.conversion import ConversionController
 from studio.ui.panels.convert import ConvertPanel
 from studio.ui.panels.generate import GeneratePanel, GenerateParams
@@ -150,6 +152,15 @@ class MainWindow(QMainWindow):
         self.view_settings.changed.connect(self.timeline.set_spectrogram_settings)
         self.timeline.seekRequested.connect(self.seek)
         self.timeline.selectionChanged.connect(self._on_selection)
+        self.compare = CompareLane(spec)
+        self.view_settings.changed.connect(self.compare.timeline.set_spectrogram_settings)
+        self.compare.seekRequested.connect(self.seek)
+        views = QSplitter(Qt.Orientation.Vertical)
+        views.setChildrenCollapsible(False)
+        views.addWidget(self.timeline)
+        views.addWidget(self.compare)
+        views.setStretchFactor(0, 3)
+        views.setStretchFactor(1, 2)
         self.empty_hint = QLabel("Open a file (Ctrl+O), drop one here, record (R) or generate with a model.")
         self.empty_hint.setObjectName("dim")
         self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -159,7 +170,7 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.view_settings)
-        layout.addWidget(self.timeline, 1)
+        layout.addWidget(views, 1)
         layout.addWidget(self.empty_hint)
         self.setCentralWidget(central)
 
@@ -287,6 +298,12 @@ class MainWindow(QMainWindow):
         self._action("Fit", "Ctrl+0", self.timeline.fit, view_menu)
         self._action("Scroll left", "Ctrl+Left", lambda: self.timeline.scroll(-0.25), view_menu)
         self._action("Scroll right", "Ctrl+Right", lambda: self.timeline.scroll(0.25), view_menu)
+        self.compare_action = self._action(
+            "Compare with source", "Ctrl+Shift+C", self._update_compare, view_menu
+        )
+        self.compare_action.setCheckable(True)
+        self.compare_action.setChecked(True)
+        self.compare_action.setToolTip("Show a converted take's source (or, during A/B, the take) under the views")
         view_menu.addSeparator()
         for dock in (
             self.models_dock, self.takes_dock, self.generate_dock, self.record_dock, self.convert_dock, self.train_dock
@@ -335,6 +352,7 @@ class MainWindow(QMainWindow):
         panel.show_distribution.setChecked(settings_store.read_bool(s, "generate/show_distribution", False))
         self.convert_panel.restore_state(s)
         self.train_panel.restore_state(s)
+        self.compare_action.setChecked(settings_store.read_bool(s, "view/compare", True))
 
     def save_settings(self) -> None:
         s = self.settings
@@ -349,6 +367,7 @@ class MainWindow(QMainWindow):
         for key in ("mode", "seconds", "seed", "temperature", "sigma", "denoise"):
             s.setValue(f"generate/{key}", getattr(p, key))
         s.setValue("generate/show_distribution", self.generate_panel.show_distribution.isChecked())
+        s.setValue("view/compare", self.compare_action.isChecked())
         self.convert_panel.save_state(s)
         self.train_panel.save_state(s)
         s.sync()
@@ -460,6 +479,7 @@ class MainWindow(QMainWindow):
         self.transport.set_time(0.0, take.track.duration_s)
         self.status_rate.setText(f"{take.sample_rate} Hz")
         self.setWindowTitle(f"{take.name} — Waveform Studio")
+        self._update_compare()
         self.takeOpened.emit(take)
 
     def remove_take(self, take: Take) -> None:
@@ -476,11 +496,19 @@ class MainWindow(QMainWindow):
             else:
                 self.timeline.set_track(None)
                 self.empty_hint.show()
+        self._update_compare()
 
     def _show_distribution_of(self, take: Take | None) -> None:
         """The heat map of ``take``'s predicted distribution, when it has one and the option is on."""
         wanted = take is not None and self.generate_panel.show_distribution.isChecked()
         self.timeline.set_distribution(take.distribution if wanted else None)
+
+    def _update_compare(self) -> None:
+        """Show the current take's pair partner under the views (when "Compare with source" is on)."""
+        current = self.current_take
+        partner = pair_partner(current, self.takes_panel.current()) if self.compare_action.isChecked() else None
+        self.compare.show_partner(partner, current.name if current is not None else "")
+        self.compare.follow(self.timeline)
 
     def _on_ab(self, show_source: bool) -> None:
         """A/B: switch between the selected take and its source, at the same playhead."""
@@ -500,6 +528,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Showing {'B: ' + target.name if show_source else 'A: ' + take.name}", 3000)
         if playing:
             self.play_from(min(t, target.track.duration_s))
+        self._update_compare()
         self.takeOpened.emit(target)
 
     # ------------------------------------------------------------------------------- files
@@ -925,6 +954,7 @@ class MainWindow(QMainWindow):
             t = self._play_offset + player.position_s
             self.timeline.set_playhead(t)
         take = self.current_take
+        self.compare.follow(self.timeline)
         self.transport.set_time(self.timeline.playhead, take.track.duration_s if take is not None else 0.0)
         if not playing and self.transport.playing:
             self.transport.set_playing(False)
@@ -1009,4 +1039,5 @@ class MainWindow(QMainWindow):
             self.recorder = None
         self.player.stop()
         self.timeline.shutdown()
+        self.compare.shutdown()
         wait_for_workers(5000)

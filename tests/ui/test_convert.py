@@ -71,12 +71,26 @@ def test_convert_a_recorded_take_up_four_semitones_ab_and_save(qtbot, window, tm
     qtbot.wait(300)
     window.grab().save(os.path.join(artifacts_dir, "main-window-convert.png"))
 
-    # A/B: the source at the same moment, then back
+    # beside its source: the compare lane under the views shows the recording on the same stretch of time
+    lane = window.compare
+    assert lane.isVisible() and lane.take is recording and lane.offset_s == 0.0
+    assert lane.timeline.track is recording.track and "compare · " + recording.name in lane.caption.text()
+    window.timeline.set_view_range(0.5, 1.5)
     window.timeline.set_playhead(1.0)
+    qtbot.waitUntil(lambda: abs(lane.timeline.view_range()[0] - 0.5) < 1e-6 and abs(lane.timeline.playhead - 1.0) < 1e-6,
+                    timeout=2000)
+    assert abs(lane.timeline.view_range()[1] - 1.5) < 1e-6
+
+    # A/B: the source at the same moment, then back; the lane shows the other one of the pair
     window.takes_panel.ab_button.click()
     assert window.current_take is recording and abs(window.timeline.playhead - 1.0) < 1e-6
+    assert lane.take is converted and lane.isVisible()
     window.takes_panel.ab_button.click()
-    assert window.current_take is converted
+    assert window.current_take is converted and lane.take is recording
+    window.compare_action.trigger()  # off: the views alone
+    assert not window.compare_action.isChecked() and not lane.isVisible() and lane.take is None
+    window.compare_action.trigger()
+    assert lane.isVisible() and lane.take is recording
 
     out = str(tmp_path / "converted.flac")
     saved = []
@@ -185,3 +199,17 @@ def test_voices_are_listed_with_the_models_and_loading_one_makes_it_the_target(q
     qtbot.waitUntil(lambda: not window.convert_dock.visibleRegion().isEmpty(), timeout=2000)
     assert window.generate_dock.visibleRegion().isEmpty()
     assert not models.select_voice("nobody")
+
+
+def test_the_compare_partner_of_a_take_and_of_its_source_during_ab():
+    """Pure logic: a take made from a selection starting 1.5 s into its source is compared with the
+    source 1.5 s later; while A/B shows the source, with the take 1.5 s earlier; lone takes have none."""
+    from studio.ui.compare import pair_partner
+    from studio.ui.takes import Take
+
+    source = Take("speech", track=None, kind="recording")
+    made = Take("speech +4 st", track=None, kind="conversion", source=source, source_offset_s=1.5)
+    other = Take("tone", track=None, kind="file")
+    assert pair_partner(made, made) == (source, 1.5)
+    assert pair_partner(source, made) == (made, -1.5)
+    assert pair_partner(source, other) is None and pair_partner(other, other) is None and pair_partner(None, made) is None
