@@ -111,13 +111,15 @@ def _offline(args: argparse.Namespace, target) -> int:
         "sample_rate": written_rate,
         "seconds": round(result.audio.shape[0] / result.sample_rate, 3),
         "f0_median_in_hz": round(result.source_f0_median_hz, 2), "f0_median_out_hz": round(result.output_f0_median_hz, 2),
-        "timing_s": {k: round(v, 3) for k, v in result.seconds.items()},
+        "timing_s": {k: round(v, 3) for k, v in result.seconds.items()}, "notes": list(result.notes),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{args.out}: {summary['seconds']:.2f} s, {target.describe()} ({renderer.name}), median F0 "
               f"{summary['f0_median_in_hz']:.0f} → {summary['f0_median_out_hz']:.0f} Hz")
+        for note in result.notes:
+            print(f"note: {note}")
     return 0
 
 

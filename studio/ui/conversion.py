@@ -211,7 +211,8 @@ class ConversionController:
         f0 = ""
         if np.isfinite(result.source_f0_median_hz) and np.isfinite(result.output_f0_median_hz):
             f0 = f"\nmedian F0 {result.source_f0_median_hz:.0f} → {result.output_f0_median_hz:.0f} Hz"
-        self.panel.readout.setText(f"{what}: {take.track.duration_s:.2f} s in {worker_seconds:.2f} s{f0}")
+        notes = "".join(f"\nnote: {note}" for note in result.notes)
+        self.panel.readout.setText(f"{what}: {take.track.duration_s:.2f} s in {worker_seconds:.2f} s{f0}{notes}")
         self.window.statusBar().showMessage(f"Converted into take '{name}' (A/B in Takes compares it with its source)", 5000)
 
     # -- live ------------------------------------------------------------------------------------
