@@ -119,6 +119,19 @@ def test_shipped_voices_store_frames_compactly(voices):
         assert np.allclose(env[voiced].mean(axis=0)[1:6], v.arrays["env_mean_voiced"][1:6], atol=0.35)
 
 
+def test_the_alignment_map_is_held_to_the_identity_by_its_prior():
+    """Pure logic: a very strong prior leaves the keys as they are; a weaker one lets the map follow
+    a target cloud that is a scaled, shifted copy of the queries further."""
+    rng = np.random.default_rng(0)
+    queries = rng.standard_normal((300, 6))
+    targets = 1.5 * queries[rng.permutation(300)] + 0.7
+    rows = np.arange(300)
+    held = frameselect.align(queries, rows, targets, iterations=3, prior=1e9)
+    np.testing.assert_allclose(held, queries, atol=1e-3)
+    moved = {p: float(np.abs(frameselect.align(queries, rows, targets, 3, prior=p) - queries).mean()) for p in (10.0, 1000.0)}
+    assert moved[10.0] > moved[1000.0] > 1e-3
+
+
 def test_warp_estimate_points_from_the_lower_to_the_higher_vocal_tract(voices):
     ru, allison = (voices[n].arrays["env_mean_voiced"].astype(np.float64) for n in ("ru", "allison"))
     up = frameselect.estimate_warp(ru, allison, RATE, 1024)
