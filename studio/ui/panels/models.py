@@ -184,5 +184,7 @@ class ModelsPanel(QWidget):
             self.voiceRequested.emit(str(voice))
 
     def set_busy(self, busy: bool) -> None:
-        self.load_button.setEnabled(not busy and self.tree.currentItem() is not None)
+        item = self.tree.currentItem()
+        loadable = item is not None and bool(item.data(0, PATH_ROLE) or item.data(0, VOICE_ROLE))
+        self.load_button.setEnabled(not busy and loadable)
         self.open_button.setEnabled(not busy)
