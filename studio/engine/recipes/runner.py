@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.engine.checkpoints import CheckpointPaths, load_model, read_document, save_checkpoint
+from studio.engine.checkpoints import (
+    CheckpointError,
+    CheckpointPaths,
+    load_model,
+    read_document,
+    save_checkpoint,
+)
 from studio.engine.models.base import CancelToken, GenerateRequest
 from studio.engine.recipes import scoring
 from studio.engine.recipes.data import checkout_root, ensure_data
@@ -48,8 +54,11 @@ class RecipeRun:
     eval_utterances: test utterances scored (None: the recipe's). record: the Markdown file whose
     runs table gets a row (None: none). seed: of the run and of the scoring. amp: use the
     schedule's autocast on CUDA (False: float32 throughout). checkpoint_every: None = the schedule's.
-    export_worse: export a warm-started run even when its held-out loss ended worse than the shipped
-    model's at the start of the run (by default such a run is kept in its folder, not exported).
+    export_worse: export the run even when it ended worse than the shipped model: a warm start whose
+    held-out loss rose, or any run whose copy synthesis scored worse than the shipped card's on most
+    of PESQ / STOI / MCD / DNSMOS over the same utterances (the loss and the copy synthesis can part
+    ways: a CPU continuation of the H100-trained speech-wavernn lowered the loss and worsened all
+    four). By default such a run is kept in its folder, not exported.
     """
 
     device: str = "cpu"
@@ -308,6 +317,11 @@ def run_recipe(
         tell(f"{recipe.name}: {note} at the start of this run; the run stays in {folder} "
              "(continue it with more steps, or export it anyway with --export-worse)")
         export_dir = None
+    worse = [] if export_dir is None or run.export_worse else scoring.copy_synthesis_regression(scores, _card_metrics(shipped))
+    if worse:
+        note = "not exported: copy synthesis worse than the shipped model's (" + ", ".join(worse) + ")"
+        tell(f"{recipe.name}: {note}; the run stays in {folder} (export it anyway with --export-worse)")
+        export_dir = None
     if export_dir is not None:
         exported = export_dir / recipe.name
         files = export_bundle(recipe, stem, exported, scores, origin)
@@ -338,6 +352,17 @@ def rescore_bundle(recipe: Recipe, run: RecipeRun, say: Callable[[str], None] | 
     save_checkpoint(model, target, half=True)
     tell(f"{recipe.name}: rescored {_relative(target)}")
     return scores
+
+
+def _card_metrics(bundle: Path | None) -> dict[str, Any]:
+    """The ``metrics`` of a shipped bundle's card ({} when there is none or it cannot be read)."""
+    if bundle is None or not CheckpointPaths.of(bundle).json.exists():
+        return {}
+    try:
+        return dict(read_document(bundle)["card"].get("metrics") or {})
+    except (CheckpointError, KeyError, TypeError):
+        log.warning("cannot read the shipped card of %s; its scores are not compared", bundle, exc_info=True)
+        return {}
 
 
 def _first_heldout_loss(log_path: Path) -> float | None:

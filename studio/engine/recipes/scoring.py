@@ -19,6 +19,27 @@ ALWAYS_METRICS = ("lsd", "mrstft")
 MUSIC_BAND_HZ = (50.0, 4000.0)
 
 
+QUALITY_DIRECTIONS = {"pesq": 1.0, "stoi": 1.0, "mcd": -1.0, "dnsmos": 1.0}
+"""The copy-synthesis metrics a run is judged by, and which way is better (+1: higher)."""
+QUALITY_NOISE = {"pesq": 0.02, "stoi": 0.005, "mcd": 0.05, "dnsmos": 0.03}
+"""How far apart two scorings of equally good models can land (sampling noise on two utterances):
+smaller differences count as neither better nor worse."""
+
+
+def copy_synthesis_regression(new: dict[str, Any], shipped: dict[str, Any]) -> list[str]:
+    """The quality metrics on which recipe scores ``new`` are worse than ``shipped`` (a bundle card's
+    ``metrics``) by more than ``QUALITY_NOISE``, as "name new vs shipped" strings — but only when they
+    are worse on more than half of the metrics both have, scored on the same utterances; else []."""
+    if not new.get("utterances") or new.get("utterances") != shipped.get("utterances"):
+        return []
+    a, b = new.get("model") or {}, shipped.get("model") or {}
+    shared = [m for m in QUALITY_DIRECTIONS if isinstance(a.get(m), (int, float)) and isinstance(b.get(m), (int, float))]
+    worse = [m for m in shared if (a[m] - b[m]) * QUALITY_DIRECTIONS[m] < -QUALITY_NOISE[m]]
+    if 2 * len(worse) <= len(shared):
+        return []
+    return [f"{m} {a[m]:.3g} vs {b[m]:.3g}" for m in worse]
+
+
 def available_metrics() -> list[str]:
     """The copy-synthesis metrics whose packages are installed here (lsd and mrstft always are)."""
     names = [m for m, module in EXTRA_METRIC_MODULES.items() if importlib.util.find_spec(module) is not None]
