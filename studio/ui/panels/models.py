@@ -4,6 +4,7 @@ and the voices (conversion targets, saved like models), which "Load" makes the C
 from __future__ import annotations
 
 import logging
+from html import escape
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -55,9 +56,9 @@ def voice_html(voice: Any) -> str:
     if voice.speech_minutes is not None:
         rows.append(("built from", f"{voice.speech_minutes:.1f} min of speech"))
     rows.append(("file", voice.path))
-    body = "".join(f"<tr><td style='color:#8a939c;padding-right:8px'>{k}</td><td>{v}</td></tr>" for k, v in rows)
-    desc = f"<p>{voice.description}</p>" if voice.description else ""
-    return f"<b>{voice.name}</b>{desc}<table>{body}</table><p>Load makes it the Convert panel's target voice.</p>"
+    body = "".join(f"<tr><td style='color:#8a939c;padding-right:8px'>{k}</td><td>{escape(v)}</td></tr>" for k, v in rows)
+    desc = f"<p>{escape(voice.description)}</p>" if voice.description else ""
+    return f"<b>{escape(voice.name)}</b>{desc}<table>{body}</table><p>Load makes it the Convert panel's target voice.</p>"
 
 
 class ModelsPanel(QWidget):
