@@ -798,7 +798,9 @@ class MainWindow(QMainWindow):
         self.status_model.setText(f"{card.name} · {loaded.device.upper()}")
 
     # ------------------------------------------------------------------------------- generation
-    def _generation_source(self, mode: str) -> tuple[np.ndarray, int, Take] | None:
+    def _generation_source(self, mode: str) -> tuple[np.ndarray, int, Take, float] | None:
+        """What a mel-conditioned generation vocodes: (audio, rate, the take it comes from, where it starts
+        in that take in seconds); None for free generation."""
         take = self.current_take
         if mode == "file":
             files = [t for t in self.takes_panel.takes() if t.kind == "file"]
@@ -806,18 +808,18 @@ class MainWindow(QMainWindow):
                 take = files[-1] if files else None
             if take is None:
                 raise ValueError("no file is open to vocode: open one (Ctrl+O) or pick another mode")
-            return take.track.samples.copy(), take.sample_rate, take
+            return take.track.samples.copy(), take.sample_rate, take, 0.0
         if mode == "selection":
             sel = self.timeline.selection()
             if take is None or sel is None:
                 raise ValueError("nothing is selected: drag across the waveform to select what to vocode")
             a, b = (int(round(t * take.sample_rate)) for t in sel)
-            return take.track.samples[a:b].copy(), take.sample_rate, take
+            return take.track.samples[a:b].copy(), take.sample_rate, take, sel[0]
         if mode == "recording":
             if self.last_recording is None:
                 raise ValueError("there is no recording yet: record a take (R) first")
             rec = self.last_recording
-            return rec.track.samples.copy(), rec.sample_rate, rec
+            return rec.track.samples.copy(), rec.sample_rate, rec, 0.0
         return None
 
     def generate(self, params: GenerateParams) -> GenerationWorker | None:
@@ -852,7 +854,7 @@ class MainWindow(QMainWindow):
         self._untitled += 1
         name = f"{model.card().name} #{self._untitled}"
         take = Take(name, AudioTrack(sr, name=name, complete=False), "generation", saved=False,
-                    source=None if source is None else source[2])
+                    source=None if source is None else source[2], source_offset_s=0.0 if source is None else source[3])
         if classes:
             take.distribution = DistributionTrack(sr, DISTRIBUTION_STRIDE, classes)
         try:

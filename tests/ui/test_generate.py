@@ -90,3 +90,34 @@ def test_the_denoiser_is_offered_only_to_waveglows_it_helps(qtbot, window, priva
     assert "LPC" in generate.denoise.toolTip()
     assert generate.params().denoise == 0.0
     assert not window.model.model.supports_denoise
+
+
+def test_vocoding_a_selection_lines_the_result_up_with_its_source(qtbot, window, private_dirs, tone_file):
+    """Vocode 0.5–1.25 s of an open file with a real (untrained) mel-conditioned WaveGlow: the result's
+    source is the file, starting 0.5 s into it, and the compare lane shows the file from there."""
+    from support.saved_models import save_tiny_waveglow
+
+    path = save_tiny_waveglow(private_dirs / "models", "tiny-waveglow")
+    with qtbot.waitSignal(window.takeOpened, timeout=10000) as opened:
+        window.open_file(tone_file)
+    source = opened.args[0]
+    models = window.models_panel
+    models.refresh_button.click()
+    qtbot.waitUntil(lambda: models.mine.childCount() == 1, timeout=10000)
+    assert models.select_path(path)
+    models.load_button.click()
+    qtbot.waitUntil(lambda: window.model is not None, timeout=30000)
+    window.timeline.set_selection(0.5, 1.25)
+    window.generate_panel.set_mode("selection")
+    window.generate_panel.generate_button.click()
+    made = window.generation_take
+    assert made is not None
+    qtbot.waitUntil(lambda: window.generation is None, timeout=30000)
+    assert made.source is source and made.source_offset_s == pytest.approx(0.5)
+    assert abs(made.track.duration_s - 0.75) < 0.05
+    window.stop()  # else the playhead follows the playback of the result
+    window.show_take(made)
+    assert window.compare.take is source and window.compare.offset_s == pytest.approx(0.5)
+    window.timeline.set_playhead(0.1)
+    qtbot.waitUntil(lambda: abs(window.compare.timeline.playhead - 0.6) < 1e-6, timeout=2000)
+    assert window.compare.timeline.view_range()[0] == pytest.approx(window.timeline.view_range()[0] + 0.5)
