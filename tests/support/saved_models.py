@@ -41,3 +41,16 @@ def save_tiny_waveglow(models_folder: Path, name: str, lpc_order: int = 0) -> st
     models_folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, models_folder / name)
     return str(models_folder / name)
+
+
+def load_in_window(qtbot, window, path: str, listed: int = 1):
+    """Load the saved checkpoint ``path`` through the window's Models panel (Refresh, wait until the
+    user group lists ``listed`` models, select, Load) and wait until it is the loaded model; returns it."""
+    panel = window.models_panel
+    panel.refresh_button.click()
+    qtbot.waitUntil(lambda: panel.mine.childCount() == listed, timeout=10000)
+    assert panel.select_path(path)
+    panel.load_button.click()
+    name = Path(path).name
+    qtbot.waitUntil(lambda: window.model is not None and window.model.model.card().name == name, timeout=30000)
+    return window.model.model

@@ -7,23 +7,13 @@ import os
 
 import numpy as np
 import pytest
-from support.saved_models import save_tiny_wavenet
+from support.saved_models import load_in_window, save_tiny_wavenet
 
 
 @pytest.fixture
 def tiny_model(private_dirs):
     """An unconditional WaveNet of a few thousand parameters, saved in the user models folder."""
     return save_tiny_wavenet(private_dirs / "models")
-
-
-def load_model(qtbot, window, path: str):
-    panel = window.models_panel
-    panel.refresh_button.click()
-    qtbot.waitUntil(lambda: panel.mine.childCount() == 1, timeout=10000)
-    assert panel.select_path(path)
-    panel.load_button.click()
-    qtbot.waitUntil(lambda: window.model is not None, timeout=30000)
-    return window.model.model
 
 
 def spy_on_requests(monkeypatch, model) -> list[dict]:
@@ -50,7 +40,7 @@ def generate(qtbot, window, seconds: float):
 
 @pytest.mark.sound
 def test_heat_map_covers_the_generation_with_probabilities(qtbot, tiny_model, window, monkeypatch, artifacts_dir):
-    model = load_model(qtbot, window, tiny_model)
+    model = load_in_window(qtbot, window, tiny_model)
     panel = window.generate_panel
     assert panel.show_distribution.isEnabled()
     panel.show_distribution.setChecked(True)
@@ -89,7 +79,7 @@ def test_heat_map_covers_the_generation_with_probabilities(qtbot, tiny_model, wi
 
 @pytest.mark.sound
 def test_option_off_sets_no_hook_and_hides_the_heat_map(qtbot, tiny_model, window, monkeypatch):
-    model = load_model(qtbot, window, tiny_model)
+    model = load_in_window(qtbot, window, tiny_model)
     window.generate_panel.show_distribution.setChecked(False)
     requests = spy_on_requests(monkeypatch, model)
     take = generate(qtbot, window, 0.2)

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from support.saved_models import save_tiny_wavenet
+from support.saved_models import load_in_window, save_tiny_waveglow, save_tiny_wavenet
 
 pytestmark = pytest.mark.sound
 
@@ -68,24 +68,14 @@ def test_load_generate_plays_while_generating_and_cancel_keeps_what_was_made(
 def test_the_denoiser_is_offered_only_to_waveglows_it_helps(qtbot, window, private_dirs):
     """A waveform WaveGlow takes the bias denoiser; an LPC WaveGlow (which refuses it) greys it out,
     says why, and sends 0 whatever the box held."""
-    from support.saved_models import save_tiny_waveglow
-
     plain = save_tiny_waveglow(private_dirs / "models", "tiny-waveglow")
     with_lpc = save_tiny_waveglow(private_dirs / "models", "tiny-lpc-waveglow", lpc_order=16)
-    models, generate = window.models_panel, window.generate_panel
-    models.refresh_button.click()
-    qtbot.waitUntil(lambda: models.mine.childCount() == 2, timeout=10000)
-
-    def load(path: str, name: str) -> None:
-        assert models.select_path(path)
-        models.load_button.click()
-        qtbot.waitUntil(lambda: window.model is not None and window.model.model.card().name == name, timeout=30000)
-
-    load(plain, "tiny-waveglow")
+    generate = window.generate_panel
+    load_in_window(qtbot, window, plain, listed=2)
     assert generate.denoise.isEnabled() and generate.sigma.isEnabled()
     generate.denoise.setValue(0.2)
     assert generate.params().denoise == pytest.approx(0.2)
-    load(with_lpc, "tiny-lpc-waveglow")
+    load_in_window(qtbot, window, with_lpc, listed=2)
     assert not generate.denoise.isEnabled() and generate.sigma.isEnabled()
     assert "LPC" in generate.denoise.toolTip()
     assert generate.params().denoise == 0.0
@@ -95,18 +85,11 @@ def test_the_denoiser_is_offered_only_to_waveglows_it_helps(qtbot, window, priva
 def test_vocoding_a_selection_lines_the_result_up_with_its_source(qtbot, window, private_dirs, tone_file):
     """Vocode 0.5–1.25 s of an open file with a real (untrained) mel-conditioned WaveGlow: the result's
     source is the file, starting 0.5 s into it, and the compare lane shows the file from there."""
-    from support.saved_models import save_tiny_waveglow
-
     path = save_tiny_waveglow(private_dirs / "models", "tiny-waveglow")
     with qtbot.waitSignal(window.takeOpened, timeout=10000) as opened:
         window.open_file(tone_file)
     source = opened.args[0]
-    models = window.models_panel
-    models.refresh_button.click()
-    qtbot.waitUntil(lambda: models.mine.childCount() == 1, timeout=10000)
-    assert models.select_path(path)
-    models.load_button.click()
-    qtbot.waitUntil(lambda: window.model is not None, timeout=30000)
+    load_in_window(qtbot, window, path)
     window.timeline.set_selection(0.5, 1.25)
     window.generate_panel.set_mode("selection")
     window.generate_panel.generate_button.click()
