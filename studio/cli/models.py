@@ -127,14 +127,11 @@ def _voice_rows() -> list[dict[str, Any]]:
     """The voices (user first, then bundled) as plain dicts; broken voice files are skipped with a warning."""
     from studio.engine.convert.voice import is_bundled, list_voices
 
-    rows = []
-    for v in list_voices():
-        minutes = v.provenance.get("speech_minutes")
-        rows.append({
-            "name": v.name, "path": str(v.path), "bundled": is_bundled(v), "median_f0_hz": round(float(v.median_f0_hz), 1),
-            "speech_minutes": minutes if isinstance(minutes, (int, float)) else None, "description": v.description,
-        })
-    return rows
+    return [
+        {"name": v.name, "path": str(v.path), "bundled": is_bundled(v), "median_f0_hz": round(v.median_f0_hz, 1),
+         "speech_minutes": v.speech_minutes, "description": v.description}
+        for v in list_voices()
+    ]
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:

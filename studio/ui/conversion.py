@@ -58,16 +58,13 @@ def voice_listings() -> list[VoiceListing]:
     from studio.engine.convert import list_voices
     from studio.engine.convert.voice import is_bundled
 
-    out = []
-    for v in list_voices():
-        minutes = v.provenance.get("speech_minutes")
-        out.append(VoiceListing(
-            name=v.name, summary=v.summary(), description=v.description, path=str(v.path),
-            bundled=is_bundled(v),
-            median_f0_hz=float(v.median_f0_hz),
-            speech_minutes=float(minutes) if isinstance(minutes, (int, float)) else None,
-        ))
-    return out
+    return [
+        VoiceListing(
+            name=v.name, summary=v.summary(), description=v.description, path=str(v.path), bundled=is_bundled(v),
+            median_f0_hz=v.median_f0_hz, speech_minutes=v.speech_minutes,
+        )
+        for v in list_voices()
+    ]
 
 
 class ConversionController:

@@ -106,9 +106,15 @@ class Voice:
     def speaker_embedding(self) -> np.ndarray | None:
         return self.arrays.get("speaker_embedding")
 
-    def summary(self) -> str:
+    @property
+    def speech_minutes(self) -> float | None:
+        """Minutes of speech the voice was built from (its provenance), None when not recorded."""
         minutes = self.provenance.get("speech_minutes")
-        amount = f", {minutes:.1f} min of speech" if isinstance(minutes, (int, float)) else ""
+        return float(minutes) if isinstance(minutes, (int, float)) else None
+
+    def summary(self) -> str:
+        minutes = self.speech_minutes
+        amount = f", {minutes:.1f} min of speech" if minutes is not None else ""
         return f"{self.name}: voice, median F0 {self.median_f0_hz:.0f} Hz{amount}" + (
             f" — {self.description}" if self.description else ""
         )
