@@ -62,6 +62,16 @@ def _print_report(report: dict) -> None:
             fields.append(f"DNSMOS {c['dnsmos_ovrl']:.2f}")
         print("  " + "  ".join(fields))
     print("means: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in report["means"].items()))
+    for name, group in report.get("extra", {}).get("by_length", {}).items():
+        print(f"  {name.replace('_', ' ')}: " + ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in group.items()))
+    m = report["means"]
+    if m.get("input_similarity_own") is not None or m.get("input_dnsmos_ovrl") is not None:
+        own = m.get("input_similarity_own")
+        dns = m.get("input_dnsmos_ovrl")
+        parts = ([f"similarity to its own speaker {own:.3f}"] if own is not None else []) + (
+            [f"DNSMOS {dns:.2f}"] if dns is not None else [])
+        print("the unconverted input, for scale: " + ", ".join(parts))
     print("bounds: " + ", ".join(f"{k} {'met' if v else ('n/a' if v is None else 'MISSED')}" for k, v in report["bounds"].items()))
     for s in report.get("skipped", []):
         print(f"skipped: {s}")
