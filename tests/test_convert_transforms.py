@@ -134,3 +134,32 @@ def test_shipped_voices_load_and_differ():
     allison = voice.load_voice(folder / "allison")
     assert 100 < ru.median_f0_hz < 160 and 160 < allison.median_f0_hz < 260
     assert ru.speaker_embedding is not None and allison.speaker_embedding is not None
+
+
+def test_a_take_without_voiced_speech_says_so_and_gives_valid_json(tmp_path, speech):
+    """A silent take (a muted microphone) has no pitch to shift or map: `studio convert` says so (in
+    the JSON the medians are null, not NaN); a take with speech carries no such note, and a formant
+    shift (which needs no pitch) none either."""
+    import sys
+
+    import soundfile as sf
+
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(2 * RATE, np.float32), RATE)
+    voiced = tmp_path / "speech.wav"
+    sf.write(voiced, speech, RATE)
+
+    def convert(path, *options):
+        run = subprocess.run(
+            [sys.executable, "-m", "studio", "convert", str(path), *options, "--out", str(tmp_path / "out.wav"), "--json"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        return json.loads(run.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+
+    for options in (("--pitch", "3"), ("--to", "allison")):
+        summary = convert(silence, *options)
+        assert summary["f0_median_in_hz"] is None and summary["f0_median_out_hz"] is None
+        assert any("no voiced speech" in n for n in summary["notes"]), summary["notes"]
+    assert not any("no voiced speech" in n for n in convert(voiced, "--pitch", "3")["notes"])
+    assert convert(silence, "--formant", "1.1")["notes"] == []

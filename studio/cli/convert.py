@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 
 from studio.cli import CliError
 
@@ -110,14 +111,15 @@ def _offline(args: argparse.Namespace, target) -> int:
         "input": args.input, "output": args.out, "target": target.describe(), "renderer": renderer.name,
         "sample_rate": written_rate,
         "seconds": round(result.audio.shape[0] / result.sample_rate, 3),
-        "f0_median_in_hz": round(result.source_f0_median_hz, 2), "f0_median_out_hz": round(result.output_f0_median_hz, 2),
+        "f0_median_in_hz": _hz(result.source_f0_median_hz), "f0_median_out_hz": _hz(result.output_f0_median_hz),
         "timing_s": {k: round(v, 3) for k, v in result.seconds.items()}, "notes": list(result.notes),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{args.out}: {summary['seconds']:.2f} s, {target.describe()} ({renderer.name}), median F0 "
-              f"{summary['f0_median_in_hz']:.0f} → {summary['f0_median_out_hz']:.0f} Hz")
+        f0_in, f0_out = summary["f0_median_in_hz"], summary["f0_median_out_hz"]
+        f0 = f", median F0 {f0_in:.0f} → {f0_out:.0f} Hz" if f0_in is not None and f0_out is not None else ""
+        print(f"{args.out}: {summary['seconds']:.2f} s, {target.describe()} ({renderer.name}){f0}")
         for note in result.notes:
             print(f"note: {note}")
     return 0
@@ -211,3 +213,8 @@ def run_voice_list(args: argparse.Namespace) -> int:
         if not voices:
             print("no voices; build one with `studio voice build NAME FILES…`")
     return 0
+
+
+def _hz(value: float) -> float | None:
+    """A median F0 for the summary: None where there was no voiced frame (NaN is not JSON)."""
+    return round(value, 2) if math.isfinite(value) else None

@@ -69,14 +69,22 @@ class ConversionResult:
 SHORT_TAKE_SECONDS = 1.2
 
 
-def conversion_notes(seconds: float, target: ConversionTarget) -> tuple[str, ...]:
-    """Notes on converting a take of ``seconds`` to ``target`` (see ``ConversionResult.notes``)."""
-    if target.voice is not None and seconds < SHORT_TAKE_SECONDS:
-        return (
-            f"a short take ({seconds:.1f} s): conversion to another speaker sounds most like them from about "
-            "2 s of speech (held-out takes under 1.2 s: similarity 0.66, longer ones 0.76)",
+def conversion_notes(seconds: float, target: ConversionTarget, voiced_frames: int | None = None) -> tuple[str, ...]:
+    """Notes on converting a take of ``seconds`` with ``voiced_frames`` voiced analysis frames (None:
+    not known) to ``target`` (see ``ConversionResult.notes``)."""
+    notes = []
+    changes_voicing = target.voice is not None or target.transform.pitch_semitones != 0
+    if voiced_frames == 0 and changes_voicing:
+        notes.append(
+            "no voiced speech found in the take (silence, noise or whispering?): there was no pitch to "
+            "shift or map, so little of the change can be heard"
         )
-    return ()
+    if target.voice is not None and seconds < SHORT_TAKE_SECONDS:
+        notes.append(
+            f"a short take ({seconds:.1f} s): conversion to another speaker sounds most like them from about "
+            "2 s of speech (held-out takes under 1.2 s: similarity 0.66, longer ones 0.76)"
+        )
+    return tuple(notes)
 
 
 def median_f0(features: WorldFeatures) -> float:
@@ -151,5 +159,5 @@ def convert_audio(
         source_f0_median_hz=median_f0(features),
         output_f0_median_hz=median_f0(converted),
         seconds=seconds,
-        notes=conversion_notes(x.shape[0] / rate, target),
+        notes=conversion_notes(x.shape[0] / rate, target, int(np.count_nonzero(features.f0 > 0))),
     )
