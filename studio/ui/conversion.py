@@ -176,7 +176,7 @@ class ConversionController:
         if audio.shape[0] < rate // 10:
             w.show_error("Cannot convert", "the source is shorter than 0.1 s: select or record more speech")
             return None
-        worker = ConversionWorker(ConversionJob(audio, rate, transform, params.voice, params.render))
+        worker = ConversionWorker(ConversionJob(audio, rate, transform, params.voice, params.render, params.speaker))
         self.worker = worker
         self.panel.set_converting(True, f"Converting {audio.shape[0] / rate:.2f} s of '{source.name}'…")
         worker.connect_gui(worker.converted, lambda result: self._on_converted(result, source, offset, params))
@@ -242,7 +242,7 @@ class ConversionController:
             gate_db=live.gate_db,
             monitor=live.monitor,
         )
-        worker = LiveStartWorker(settings, transform, params.voice)
+        worker = LiveStartWorker(settings, transform, params.voice, params.speaker)
         self._set_live_state("starting")
         worker.connect_gui(worker.started, self._on_live_started)
         worker.connect_gui(worker.failed, lambda *_: self._set_live_state("stopped"))

@@ -30,7 +30,8 @@ class ConversionJob:
 
     transform: a ``VoiceTransform`` (pitch, formants, whisper); voice: the name or path of a target
     voice ("" = the speaker's own voice); render: "world" or a mel vocoder's name
-    (``convert.render.renderer_for``). Voice and vocoder are loaded on the worker thread.
+    (``convert.render.renderer_for``); speaker: the voice of whoever speaks in ``audio`` ("" =
+    measured on it). Voices and vocoder are loaded on the worker thread.
     """
 
     audio: np.ndarray
@@ -38,13 +39,18 @@ class ConversionJob:
     transform: Any
     voice: str = ""
     render: str = "world"
+    speaker: str = ""
 
 
-def make_target(transform: Any, voice: str = "") -> Any:
-    """A ``ConversionTarget`` for ``transform`` and the named voice (loaded from disk; VoiceError if unknown)."""
+def make_target(transform: Any, voice: str = "", speaker: str = "") -> Any:
+    """A ``ConversionTarget`` for ``transform``, the named target voice and the named speaker's voice as
+    its source (each loaded from disk, "" = none; VoiceError if unknown). The speaker only matters
+    when converting to a voice."""
     from studio.engine.convert import ConversionTarget, find_voice
 
-    return ConversionTarget(transform=transform, voice=find_voice(voice) if voice else None)
+    target = find_voice(voice) if voice else None
+    source = find_voice(speaker) if speaker and target is not None else None
+    return ConversionTarget(transform=transform, voice=target, source=source)
 
 
 class ConversionWorker(Worker):
@@ -78,7 +84,7 @@ class ConversionWorker(Worker):
 
         job = self.job
         start = time.perf_counter()
-        target = make_target(job.transform, job.voice)
+        target = make_target(job.transform, job.voice, job.speaker)
         token = CancelToken()  # a vocoder stops mid-render when cancel() is called (WORLD between stages)
         self._render_cancel = token
         if self._cancel.is_set():
@@ -131,22 +137,23 @@ class VoiceBuildWorker(Worker):
 class LiveStartWorker(Worker):
     """Loads the target voice (if any), opens the devices and starts a ``LiveConverter``.
 
-    ``settings`` is a ``LiveSettings`` whose target is replaced by ``make_target(transform, voice)``.
+    ``settings`` is a ``LiveSettings`` whose target is replaced by ``make_target(transform, voice, speaker)``.
     Emits ``started(LiveConverter)``.
     """
 
     started = Signal(object)
 
-    def __init__(self, settings: Any, transform: Any, voice: str = "") -> None:
+    def __init__(self, settings: Any, transform: Any, voice: str = "", speaker: str = "") -> None:
         super().__init__()
         self.settings = settings
         self.transform = transform
         self.voice = voice
+        self.speaker = speaker
 
     def work(self) -> None:
         from studio.engine.convert.live import LiveConverter
 
-        self.settings.target = make_target(self.transform, self.voice)
+        self.settings.target = make_target(self.transform, self.voice, self.speaker)
         converter = LiveConverter(self.settings)
         converter.start()
         self.started.emit(converter)

@@ -213,3 +213,36 @@ def test_the_compare_partner_of_a_take_and_of_its_source_during_ab():
     assert pair_partner(made, made) == (source, 1.5)
     assert pair_partner(source, made) == (made, -1.5)
     assert pair_partner(source, other) is None and pair_partner(other, other) is None and pair_partner(None, made) is None
+
+
+def test_the_speaker_of_a_take_can_be_named_and_conversion_maps_from_their_voice(qtbot, window, tmp_path):
+    """Convert panel → speaker: naming the voice of whoever speaks (here the bundled allison voice for a
+    held-out Allison prompt) makes the conversion to ru map from that voice's statistics, not the
+    take's own: another result, said in the readout; the choice is offered only for a target voice
+    and survives a restart (QSettings)."""
+    from PySide6.QtCore import QSettings
+
+    clip = sorted((ROOT / "tests" / "data" / "voice_clips").glob("allison-*.flac"))[0]
+    with qtbot.waitSignal(window.takeOpened, timeout=10000):
+        window.open_file(str(clip))
+    panel = window.convert_panel
+    qtbot.waitUntil(lambda: "allison" in panel.voice_names(), timeout=10000)
+    assert panel.speaker.currentData() == "" and not panel.speaker.isEnabled()  # own voice: nothing to map from
+    assert panel.select_voice("ru") and panel.speaker.isEnabled()
+    measured = convert_and_wait(qtbot, window)
+    assert "from" not in panel.readout.text().splitlines()[0]
+    assert panel.select_speaker("allison") and panel.params().speaker == "allison"
+    window.show_take(measured.source)
+    named = convert_and_wait(qtbot, window)
+    assert "voice ru from allison" in panel.readout.text()
+    assert named.track.num_samples == measured.track.num_samples
+    assert not np.allclose(named.track.samples, measured.track.samples, atol=1e-3)
+    assert not panel.select_speaker("nobody")
+
+    store = QSettings(str(tmp_path / "convert.ini"), QSettings.Format.IniFormat)
+    panel.save_state(store)
+    assert panel.select_speaker("") and panel.speaker.currentData() == ""
+    panel.restore_state(store)
+    panel.set_voices([("allison", "a"), ("ru", "r")])  # the voices are listed after a restore
+    assert panel.speaker.currentData() == "allison" and panel.voice.currentData() == "ru"
+    assert window.errors == []

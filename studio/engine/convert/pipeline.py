@@ -41,6 +41,8 @@ class ConversionTarget:
 
     def describe(self) -> str:
         parts = [f"voice {self.voice.name}"] if self.voice is not None else []
+        if self.voice is not None and self.source is not None:
+            parts[0] += f" from {self.source.name}"
         t = self.transform
         if t.pitch_semitones:
             parts.append(f"pitch {t.pitch_semitones:+g} st")

@@ -35,6 +35,7 @@ SOURCES = {
     "recording": "The last recording",
 }
 OWN_VOICE = ""  # the voice combo's data for "no target voice"
+MEASURED_SPEAKER = ""  # the speaker combo's data for "the take's own statistics" (no source voice)
 WORLD_RENDER = "world"  # the render combo's data for WORLD's own synthesis (``convert.render.WORLD``)
 HOP_CHOICES_MS = (20, 30, 40, 60, 80, 120)
 DEVICE_BLOCKS = (128, 256, 512, 1024)
@@ -45,7 +46,9 @@ DEFAULT_GATE_DB = -55.0
 @dataclass
 class ConvertParams:
     """The offline settings. voice: a voice name ("" = own voice only). render: "world" or the name of
-    a mel vocoder that renders the converted speech (``convert.render.renderer_for``)."""
+    a mel vocoder that renders the converted speech (``convert.render.renderer_for``). speaker: the
+    voice of whoever speaks in the take ("" = measured on the take), used when converting to a voice
+    (``ConversionTarget.source``; the live converter starts from it too)."""
 
     source: str
     voice: str
@@ -53,6 +56,7 @@ class ConvertParams:
     formant_ratio: float
     whisper: bool
     render: str = WORLD_RENDER
+    speaker: str = MEASURED_SPEAKER
 
 
 @dataclass
@@ -88,6 +92,13 @@ class ConvertPanel(QWidget):
         self.voice = QComboBox()
         self.voice.setToolTip("Convert to another speaker's voice, or keep your own and transform it")
         self.voice.addItem("My own voice", OWN_VOICE)
+        self.speaker = QComboBox()
+        self.speaker.setToolTip(
+            "Whose voice the take is. A voice built from that speaker's recordings gives conversion to another "
+            "voice steadier statistics than one take can (most for takes of a few seconds); "
+            "the default measures them on the take"
+        )
+        self.speaker.addItem("Measured on the take", MEASURED_SPEAKER)
         self.refresh_voices = QPushButton()
         self.refresh_voices.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_BrowserReload))
         self.refresh_voices.setToolTip("Look for voices again")
@@ -128,6 +139,7 @@ class ConvertPanel(QWidget):
         form.setHorizontalSpacing(10)
         form.addRow("source", self.source)
         form.addRow("target", voice_row)
+        form.addRow("speaker", self.speaker)
         form.addRow("", self.build_voice)
         form.addRow("pitch", self.pitch)
         form.addRow("formants", self.formant)
@@ -220,6 +232,7 @@ class ConvertPanel(QWidget):
         self.voice.currentIndexChanged.connect(self._show_voice_info)
         self._voice_summaries: dict[str, str] = {}
         self._wanted_voice = ""  # a restored choice, applied when the voices are listed
+        self._wanted_speaker = ""  # the same for the speaker
         self._wanted_render = ""  # the same for the renderer, applied when the models are listed
         self._wanted_devices = ("", "")
 
@@ -232,6 +245,7 @@ class ConvertPanel(QWidget):
             formant_ratio=float(self.formant.value()),
             whisper=self.whisper.isChecked(),
             render=str(self.render.currentData() or WORLD_RENDER),
+            speaker=str(self.speaker.currentData() or MEASURED_SPEAKER),
         )
 
     def live_params(self) -> LiveParams:
@@ -250,20 +264,27 @@ class ConvertPanel(QWidget):
             self.source.setCurrentIndex(index)
 
     def set_voices(self, voices: list[tuple[str, str]], current: str | None = None) -> None:
-        """Fill the target list with (name, one-line summary) pairs, keeping the selection if possible."""
+        """Fill the target and speaker lists with (name, one-line summary) pairs, keeping the selections
+        if possible."""
         keep = current if current is not None else str(self.voice.currentData() or OWN_VOICE)
         if self._wanted_voice and current is None:
             keep, self._wanted_voice = self._wanted_voice, ""
+        keep_speaker = self._wanted_speaker or str(self.speaker.currentData() or MEASURED_SPEAKER)
+        self._wanted_speaker = ""
         self.voice.blockSignals(True)
         self.voice.clear()
         self.voice.addItem("My own voice", OWN_VOICE)
+        self.speaker.clear()
+        self.speaker.addItem("Measured on the take", MEASURED_SPEAKER)
         self._voice_summaries = {}
         for name, summary in voices:
-            self.voice.addItem(f"Voice: {name}", name)
-            self.voice.setItemData(self.voice.count() - 1, summary, Qt.ItemDataRole.ToolTipRole)
+            for combo in (self.voice, self.speaker):
+                combo.addItem(f"Voice: {name}", name)
+                combo.setItemData(combo.count() - 1, summary, Qt.ItemDataRole.ToolTipRole)
             self._voice_summaries[name] = summary
         index = self.voice.findData(keep)
         self.voice.setCurrentIndex(max(0, index))
+        self.speaker.setCurrentIndex(max(0, self.speaker.findData(keep_speaker)))
         self.voice.blockSignals(False)
         self._show_voice_info()
 
@@ -291,9 +312,18 @@ class ConvertPanel(QWidget):
     def voice_names(self) -> list[str]:
         return [str(self.voice.itemData(i)) for i in range(1, self.voice.count())]
 
+    def select_speaker(self, name: str) -> bool:
+        """Say that voice ``name`` is whoever speaks in the takes ("" = measure it on each take)."""
+        index = self.speaker.findData(name)
+        if index < 0:
+            return False
+        self.speaker.setCurrentIndex(index)
+        return True
+
     def _show_voice_info(self, *_args) -> None:
         name = str(self.voice.currentData() or OWN_VOICE)
         self.voice_info.setText(self._voice_summaries.get(name, "Transforms your own voice (WORLD analysis)."))
+        self.speaker.setEnabled(name != OWN_VOICE)  # only a conversion to a voice maps from the speaker's statistics
 
     def set_devices(self, inputs: list[str], outputs: list[str], current_in: str, current_out: str) -> None:
         wanted_in, wanted_out = self._wanted_devices
@@ -309,6 +339,7 @@ class ConvertPanel(QWidget):
         p, live = self.params(), self.live_params()
         s.setValue("convert/source", p.source)
         s.setValue("convert/voice", p.voice)
+        s.setValue("convert/speaker", p.speaker)
         s.setValue("convert/pitch", p.pitch_semitones)
         s.setValue("convert/formant", p.formant_ratio)
         s.setValue("convert/whisper", p.whisper)
@@ -327,6 +358,7 @@ class ConvertPanel(QWidget):
         self.formant.setValue(settings_store.read_float(s, "convert/formant", 1.0))
         self.whisper.setChecked(settings_store.read_bool(s, "convert/whisper", False))
         self._wanted_voice = settings_store.read_str(s, "convert/voice", OWN_VOICE)
+        self._wanted_speaker = settings_store.read_str(s, "convert/speaker", MEASURED_SPEAKER)
         self._wanted_render = settings_store.read_str(s, "convert/render", WORLD_RENDER)
         for combo, key, default in ((self.hop, "convert/hop_ms", AUTO_HOP), (self.device_block, "convert/device_block", 256)):
             index = combo.findData(settings_store.read_int(s, key, default))
