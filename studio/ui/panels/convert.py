@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from studio.ui import settings as settings_store
 from studio.ui import theme
-from studio.ui.widgets.common import quiet_progress, readout_label, set_combo_items
+from studio.ui.widgets.common import quiet_progress, readout_label, select_combo_data, set_combo_items
 from studio.ui.widgets.run_buttons import run_buttons
 
 SOURCES = {
@@ -259,9 +259,7 @@ class ConvertPanel(QWidget):
         )
 
     def set_source(self, key: str) -> None:
-        index = self.source.findData(key)
-        if index >= 0:
-            self.source.setCurrentIndex(index)
+        select_combo_data(self.source, key)
 
     def set_voices(self, voices: list[tuple[str, str]], current: str | None = None) -> None:
         """Fill the target and speaker lists with (name, one-line summary) pairs, keeping the selections
@@ -290,11 +288,7 @@ class ConvertPanel(QWidget):
 
     def select_voice(self, name: str) -> bool:
         """Make voice ``name`` the target (False when it is not listed)."""
-        index = self.voice.findData(name)
-        if index < 0:
-            return False
-        self.voice.setCurrentIndex(index)
-        return True
+        return select_combo_data(self.voice, name)
 
     def set_renderers(self, vocoders: list[tuple[str, str]]) -> None:
         """Offer WORLD and these (name, description) mel vocoders, keeping the choice if it is still there."""
@@ -313,12 +307,9 @@ class ConvertPanel(QWidget):
         return [str(self.voice.itemData(i)) for i in range(1, self.voice.count())]
 
     def select_speaker(self, name: str) -> bool:
-        """Say that voice ``name`` is whoever speaks in the takes ("" = measure it on each take)."""
-        index = self.speaker.findData(name)
-        if index < 0:
-            return False
-        self.speaker.setCurrentIndex(index)
-        return True
+        """Say that voice ``name`` is whoever speaks in the takes ("" = measure it on each take; False
+        when it is not listed)."""
+        return select_combo_data(self.speaker, name)
 
     def _show_voice_info(self, *_args) -> None:
         name = str(self.voice.currentData() or OWN_VOICE)

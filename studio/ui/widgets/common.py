@@ -34,3 +34,12 @@ def set_combo_items(combo: QComboBox, names: list[str], current: str) -> None:
     if current in names:
         combo.setCurrentText(current)
     combo.blockSignals(False)
+
+
+def select_combo_data(combo: QComboBox, data: object) -> bool:
+    """Make the item whose data is ``data`` current; False (and nothing changed) when there is none."""
+    index = combo.findData(data)
+    if index < 0:
+        return False
+    combo.setCurrentIndex(index)
+    return True
