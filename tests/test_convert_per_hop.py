@@ -63,8 +63,9 @@ def test_live_hops_select_the_same_frames_as_the_batched_computation(voices, sou
     seen: list[tuple[np.ndarray, np.ndarray]] = []
     batched_select = frameselect.select_frames
 
-    def batched(keys, voiced, fit_rows, index, settings):
+    def batched(keys, voiced, fit_rows, index, settings, content=None):
         assert settings.per_hop, "short blocks must use the per-hop matcher"
+        assert content is None, "live hops match on envelope keys alone (no context for the content encoder)"
         seen.append((keys, voiced))
         return batched_select(keys, voiced, fit_rows, index, dataclasses.replace(settings, per_hop=False))
 

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(handler=run_convert)
 
-    v = subparsers.add_parser("voice", help="target voices for conversion: build, list")
+    v = subparsers.add_parser("voice", help="target voices for conversion: build, list, train-content")
     vsub = v.add_subparsers(dest="voice_command", metavar="ACTION")
     b = vsub.add_parser("build", help="build a voice from recordings of one speaker (a few minutes)")
     b.add_argument("name", help="voice name (also the file name)")
@@ -53,6 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--max-minutes", type=float, default=None, help="use at most this much audio")
     b.add_argument("--embedding", action="store_true", help="store the speaker's resemblyzer centroid (for eval-convert)")
     b.set_defaults(handler=run_voice_build)
+    t = vsub.add_parser(
+        "train-content",
+        help="train the content encoder (a phone classifier whose hidden layer keys frame selection) on festvox-ru",
+    )
+    t.add_argument("--out", default="resources/voices/ru-phones", help="path stem to write STEM.content.{json,safetensors}")
+    t.add_argument("--recordings", type=int, default=None, help="train on the first N labelled training recordings (default: all)")
+    t.add_argument("--held-out", type=int, default=None, help="score on the first N held-out recordings (default: all)")
+    t.add_argument("--epochs", type=int, default=None, help="passes over the training frames (default 6)")
+    t.add_argument("--members", type=int, default=3, help="networks trained with successive seeds and merged (default 3)")
+    t.add_argument("--threads", type=int, default=2, help="analysis processes and torch threads")
+    t.set_defaults(handler=run_voice_train_content)
     ls = vsub.add_parser("list", help="list the voices")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=run_voice_list)
@@ -197,6 +208,51 @@ def run_voice_build(args: argparse.Namespace) -> int:
     stem = out / args.name if (out.is_dir() or not args.out) else out
     path = save_voice(built, stem)
     print(f"{path}: {built.summary()}")
+    return 0
+
+
+def run_voice_train_content(args: argparse.Namespace) -> int:
+    from studio.engine.convert import ConversionError
+    from studio.engine.convert import content_train as ct
+    from studio.engine.convert.content import save_encoder
+    from studio.engine.convert.corpora import corpus
+
+    for flag, value in (("--recordings", args.recordings), ("--held-out", args.held_out), ("--epochs", args.epochs), ("--members", args.members)):
+        if value is not None and value < 1:
+            raise CliError(f"{flag} {value}: give a positive number")
+    if args.threads < 1:
+        raise CliError(f"--threads {args.threads}: give a positive number")
+    try:
+        ru = corpus("ru")
+        train = ct.labelled_recordings(ru.train)[: args.recordings]
+        held = ct.labelled_recordings(ru.held_out)[: args.held_out]
+        if not train:
+            raise CliError("festvox-ru's recordings have no label files (expected lab/ru_NNNN.lab beside wav/)")
+
+        def progress(label: str):
+            return lambda done, total: print(f"\ranalysed {done}/{total} {label} recordings", end="", flush=True)
+
+        train_frames = ct.analyse(train, progress=progress("training"), workers=args.threads)
+        print()
+        held_frames = (
+            ct.analyse(held, warps=(0.85, 1.0, 1.17), progress=progress("held-out"), workers=args.threads) if held else None
+        )
+        print()
+        encoder = ct.train_content_encoder(
+            train_frames, held_frames, epochs=args.epochs or ct.DEFAULT_EPOCHS, members=args.members, threads=args.threads,
+            progress=print,
+        )
+    except ConversionError as exc:
+        raise CliError(str(exc)) from exc
+    encoder.record.update({
+        "data": f"festvox-ru ({ru.package}): {len(train)} labelled training recordings; held out: {len(held)} of ru_0801–ru_0844",
+        "licence": ru.licence,
+    })
+    path = save_encoder(encoder, args.out)
+    accuracy = encoder.record.get("held_out_accuracy")
+    print(f"{path}: {len(encoder.phones)} phones, {encoder.record['members']} member(s), "
+          f"{encoder.record['frames']} frames × {len(encoder.record['warps'])} warps, "
+          f"{encoder.record['wall_seconds']:.0f} s" + (f"; held-out frame accuracy {accuracy}" if accuracy else ""))
     return 0
 
 

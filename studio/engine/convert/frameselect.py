@@ -17,7 +17,9 @@ envelope instead of a self-supervised network's):
    Mean/variance normalisation alone leaves a speaker bias, and a biased match picks the target
    frames that sound most like the source.
 4. **Selection**: per source frame the ``k`` target frames of the same voicing with the highest
-   cosine similarity; their envelopes and band aperiodicities are averaged, then smoothed along time
+   cosine similarity — of the keys, or (``ContentMatch``, the default offline) of the keys and of the
+   content encoder's keys together (``content``: a phone classifier's hidden layer, which says which
+   sound a frame is more than whose it is), weighted; their envelopes and band aperiodicities are averaged, then smoothed along time
    with a Hann window of ``smoothing`` frames (frame-to-frame jumps between frames of different
    recordings are what makes WORLD's output sound rough; a 65 ms window removes them and keeps the
    phonetic transitions). The source's level contour (coefficient 0) is kept.
@@ -74,6 +76,17 @@ class SelectionSettings:
     warp: float | None = None
     per_hop: bool = False
     align_prior: float = DEFAULT_ALIGN_PRIOR
+
+
+@dataclass(frozen=True)
+class ContentMatch:
+    """Content keys for :func:`select_frames`: the ``encoder`` (a ``content.ContentEncoder``), the
+    target voice's content keys [N, H] (unit rows, float32, :func:`target_content`) and the ``weight``
+    in [0, 1] of content similarity against envelope-key similarity (each a cosine)."""
+
+    encoder: object
+    target: np.ndarray
+    weight: float
 
 
 @dataclass(frozen=True)
@@ -273,6 +286,42 @@ def target_index(voice: Voice, context: int) -> TargetIndex:
     return index
 
 
+def target_content(voice: Voice, encoder) -> np.ndarray:
+    """The content keys [N, H] (unit rows, float32) of the voice's stored frames under ``encoder``:
+    envelopes standardised with the voice's own statistics (no lifter), context never crossing a
+    recording break. Computed once per voice and encoder (about a second for 38 000 frames)."""
+    key = f"content/{encoder.identity}"
+    cached = voice.cache.get(key)
+    if cached is not None:
+        return cached
+    a = voice.arrays
+    env = stored_envelopes(voice)
+    voiced = a["frames_voiced"].astype(bool)
+    z = standardise(
+        env, voiced, *(a[n].astype(np.float64) for n in ("env_mean_voiced", "env_std_voiced", "env_mean_unvoiced", "env_std_unvoiced")),
+        lifter=False,
+    )
+    keys = encoder.keys(z, a["frames_break"].astype(bool))
+    voice.cache[key] = keys
+    return keys
+
+
+def nearest_combined(
+    queries: np.ndarray, keys_unit: np.ndarray, query_content: np.ndarray, content_unit: np.ndarray, weight: float, k: int
+) -> np.ndarray:
+    """Indices [Q, k] of the k rows with the highest ``(1 − weight) · cos(envelope keys) + weight ·
+    cos(content keys)``; ``keys_unit`` [M, K] and ``content_unit`` [M, H] rows are unit length,
+    ``query_content`` [Q, H] too (``queries`` [Q, K] are normalised here)."""
+    k = min(k, keys_unit.shape[0])
+    q = _unit(queries).astype(keys_unit.dtype, copy=False)
+    c = query_content.astype(content_unit.dtype, copy=False)
+    out = np.empty((q.shape[0], k), dtype=np.int64)
+    for i in range(0, q.shape[0], _CHUNK):
+        sims = (1.0 - weight) * (q[i : i + _CHUNK] @ keys_unit.T) + weight * (c[i : i + _CHUNK] @ content_unit.T)
+        out[i : i + _CHUNK] = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.arange(k)
+    return out
+
+
 def align(
     queries: np.ndarray, fit_rows: np.ndarray, targets: np.ndarray, iterations: int, prior: float = DEFAULT_ALIGN_PRIOR
 ) -> np.ndarray:
@@ -342,17 +391,28 @@ ALIGN_TARGET_FRAMES = 12000  # the target cloud the alignment pairs against (sub
 
 
 def select_frames(
-    source_keys: np.ndarray, voiced: np.ndarray, fit_rows: np.ndarray, index: TargetIndex, settings: SelectionSettings
+    source_keys: np.ndarray,
+    voiced: np.ndarray,
+    fit_rows: np.ndarray,
+    index: TargetIndex,
+    settings: SelectionSettings,
+    content: ContentMatch | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Averaged target envelopes [T, D] and band aperiodicities [T, B] for source keys [T, K].
 
-    ``fit_rows`` are the rows the alignment is fitted on (voiced speech). NoFramesError for an index
+    ``fit_rows`` are the rows the alignment is fitted on (voiced speech). ``content``: match on
+    envelope and content keys together (``nearest_combined``; the source's content keys come from its
+    aligned keys' own frame, lifter undone); not with ``settings.per_hop``. NoFramesError for an index
     without frames (what a voice without frames would give: no selection is possible)."""
     if index.envelope.shape[0] == 0:
         raise NoFramesError("the target index holds no frames; use the statistics method")
     if settings.iterations > 0 and fit_rows.size >= MIN_ALIGN_FRAMES and index.rows_voiced.size:
         cloud = index.keys[index.rows_voiced[:: max(1, index.rows_voiced.size // ALIGN_TARGET_FRAMES)]]
         source_keys = align(source_keys, fit_rows, cloud, settings.iterations, settings.align_prior)
+    query_content = None
+    if content is not None and content.weight > 0 and not settings.per_hop:
+        dims = index.envelope.shape[1] - 1
+        query_content = content.encoder.keys(source_keys[:, :dims] / key_lifter(dims + 1))
     env = np.zeros((source_keys.shape[0], index.envelope.shape[1]))
     bap = np.zeros((source_keys.shape[0], index.bap.shape[1]))
     classes = {True: (index.unit_voiced, index.columns_voiced, index.rows_voiced),
@@ -363,7 +423,12 @@ def select_frames(
         unit, columns, rows = classes[is_voiced]
         if rows.size == 0:  # a voice without frames of this class: use the other class
             unit, columns, rows = classes[index.rows_unvoiced.size == 0]
-        if settings.per_hop:
+        if query_content is not None:
+            found = nearest_combined(
+                source_keys[mask], unit, query_content[mask], content.target[rows], content.weight, settings.k
+            )
+            picks = rows[found]
+        elif settings.per_hop:
             columns = np.ascontiguousarray(unit.T) if columns is None else columns
             picks = rows[nearest_cosine_columns(source_keys[mask], columns, settings.k)]
         else:
