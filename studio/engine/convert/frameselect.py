@@ -257,6 +257,16 @@ class NoFramesError(ValueError):
     """The voice stores no frames to select from (a format-1 voice, or an empty store)."""
 
 
+def _stored_standardised(voice: Voice, lifter: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The voice's stored envelopes [N, D], voiced flags [N] and the envelopes standardised with the
+    voice's own statistics [N, D − 1] (lifted or not, see :func:`standardise`)."""
+    a = voice.arrays
+    env = stored_envelopes(voice)
+    voiced = a["frames_voiced"].astype(bool)
+    stats = (a[n].astype(np.float64) for n in ("env_mean_voiced", "env_std_voiced", "env_mean_unvoiced", "env_std_unvoiced"))
+    return env, voiced, standardise(env, voiced, *stats, lifter=lifter)
+
+
 def target_index(voice: Voice, context: int) -> TargetIndex:
     """The voice's :class:`TargetIndex` (computed once per ``context`` and cached on the voice).
 
@@ -269,11 +279,7 @@ def target_index(voice: Voice, context: int) -> TargetIndex:
     if cached is not None:
         return cached
     a = voice.arrays
-    env = stored_envelopes(voice)
-    voiced = a["frames_voiced"].astype(bool)
-    z = standardise(
-        env, voiced, *(a[n].astype(np.float64) for n in ("env_mean_voiced", "env_std_voiced", "env_mean_unvoiced", "env_std_unvoiced"))
-    )
+    env, voiced, z = _stored_standardised(voice, lifter=True)
     keys = stack_context(z, a["frames_break"].astype(bool), context)
     rows_v, rows_u = np.flatnonzero(voiced), np.flatnonzero(~voiced)
     unit_v, unit_u = _unit(keys[rows_v]).astype(np.float32), _unit(keys[rows_u]).astype(np.float32)
@@ -294,14 +300,8 @@ def target_content(voice: Voice, encoder) -> np.ndarray:
     cached = voice.cache.get(key)
     if cached is not None:
         return cached
-    a = voice.arrays
-    env = stored_envelopes(voice)
-    voiced = a["frames_voiced"].astype(bool)
-    z = standardise(
-        env, voiced, *(a[n].astype(np.float64) for n in ("env_mean_voiced", "env_std_voiced", "env_mean_unvoiced", "env_std_unvoiced")),
-        lifter=False,
-    )
-    keys = encoder.keys(z, a["frames_break"].astype(bool))
+    _, _, z = _stored_standardised(voice, lifter=False)
+    keys = encoder.keys(z, voice.arrays["frames_break"].astype(bool))
     voice.cache[key] = keys
     return keys
 
