@@ -9,8 +9,8 @@ phone labels (51 phones), and an MLP learns to tell the phone of each 5 ms frame
 standardised envelope and ±``context`` neighbours. It is trained on one speaker, made less
 speaker-bound by frequency-warping the envelopes (vocal-tract lengths 0.85–1.17 of his, each warped
 set standardised with its own statistics, as a new speaker's take is) and by input noise
-(``content_train``). Its last hidden layer (256 ReLU units, unit length) is the content key; the
-phone head is kept for its accuracy figures and tests.
+(``content_train``). Its last hidden layer (256 ReLU units per member, unit length) is the content
+key; the phone head is kept for its accuracy figures and tests.
 
 File format (``NAME.content.json`` + ``NAME.content.safetensors``, read without unpickling):
 the JSON holds the format name and version, ``context``, ``envelope_dims`` (D, coefficients 0…D−1 of
@@ -21,7 +21,8 @@ are ``w1`` [(2·context+1)·(D−1), H1], ``b1`` [H1], ``w2`` [H1, H2], ``b2`` [
 Input ``z`` [T, D−1]: coefficients 1… of coded envelopes standardised per voicing class with the
 speaker's (or take's) own mean and spread, *without* the key lifter (``frameselect.standardise(…,
 lifter=False)``). Pure numpy; thread-safe once loaded (read-only weights). Cost: ~0.5 M multiply-adds
-per frame (a voice's 38 000 stored frames in about a second, cached per voice by ``frameselect``).
+per frame and member (the bundled encoder merges three, ``merge_encoders``: a voice's 38 000 stored
+frames in ~3 s, cached per voice by ``frameselect``).
 """
 
 from __future__ import annotations

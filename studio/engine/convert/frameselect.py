@@ -295,7 +295,8 @@ def target_index(voice: Voice, context: int) -> TargetIndex:
 def target_content(voice: Voice, encoder) -> np.ndarray:
     """The content keys [N, H] (unit rows, float32) of the voice's stored frames under ``encoder``:
     envelopes standardised with the voice's own statistics (no lifter), context never crossing a
-    recording break. Computed once per voice and encoder (about a second for 38 000 frames)."""
+    recording break. Computed once per voice and encoder (~3 s for 38 000 frames with the bundled
+    three-member encoder)."""
     key = f"content/{encoder.identity}"
     cached = voice.cache.get(key)
     if cached is not None:
