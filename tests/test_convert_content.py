@@ -38,9 +38,8 @@ def majority_share(frames: ct.FrameSet) -> float:
 
 
 def test_bundled_encoder_recognises_held_out_phones(held_out):
-    encoder = content.default_encoder()
-    assert encoder is not None, "resources/voices/ru-phones.content.* should ship"
-    assert encoder.path is not None and encoder.path.parent == VOICES
+    assert content.bundled_encoder_path() == VOICES / "ru-phones", "resources/voices/ru-phones.content.* should ship"
+    encoder = content.load_encoder(content.bundled_encoder_path())
     # Measured: 0.73 unwarped, 0.69 at 1.17 over all 44 held-out recordings; the most frequent phone
     # of these two clips covers well under a fifth of their frames.
     assert majority_share(held_out) < 0.2
@@ -117,7 +116,7 @@ def test_combined_match_is_the_weighted_cosine():
 
 def test_content_keys_of_a_voice_follow_its_recordings():
     ru = load_voice(VOICES / "ru")
-    encoder = content.default_encoder()
+    encoder = content.load_encoder(VOICES / "ru-phones")
     keys = frameselect.target_content(ru, encoder)
     assert keys.shape == (ru.arrays["frames_env"].shape[0], encoder.key_dims)
     assert frameselect.target_content(ru, encoder) is keys  # cached on the voice
@@ -176,3 +175,60 @@ def test_merged_encoders_compute_their_members_side_by_side():
     np.testing.assert_allclose(merged.phone_posteriors(z), expected / expected.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="same context"):
         content.merge_encoders([members[0], content.ContentEncoder(2, d, phones, members[1].weights)])
+
+
+def _festvox_layout(root: Path, clips: dict[str, str], labels: bool = True) -> Path:
+    """A festvox-ru-like folder (wav/ and lab/) from the labelled test clips: {new name: clip number}."""
+    from studio.engine.audio import files
+
+    (root / "wav").mkdir(parents=True)
+    (root / "lab").mkdir()
+    for name, number in clips.items():
+        audio, rate = files.load(CLIPS / f"ru-ru_{number}.flac")
+        files.save(root / "wav" / f"{name}.wav", audio, rate)
+        if labels:
+            (root / "lab" / f"{name}.lab").write_text((CLIPS / f"ru-ru_{number}.lab").read_text())
+    return root / "wav"
+
+
+def _studio(capsys, *args: str) -> tuple[int, str, str]:
+    from studio.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_studio_voice_train_content_trains_scores_and_writes_an_encoder(tmp_path, monkeypatch, capsys):
+    from studio.engine.convert import corpora
+
+    wav = _festvox_layout(tmp_path / "festvox", {"ru_0001": "0803", "ru_0002": "0806", "ru_0836": "0836"})
+    monkeypatch.setitem(corpora.CORPORA, "ru", lambda: corpora.festvox_ru(wav))
+    code, out, err = _studio(
+        capsys, "voice", "train-content", "--out", str(tmp_path / "enc"), "--epochs", "2", "--members", "2", "--threads", "1"
+    )
+    assert code == 0, err
+    assert "2 member(s)" in out and "held-out frame accuracy" in out
+    encoder = content.load_encoder(tmp_path / "enc")
+    assert encoder.record["members"] == 2 and encoder.record["seeds"] == [0, 1]
+    assert "2 labelled training recordings; held out: 1" in encoder.record["data"]
+    assert set(encoder.record["held_out_accuracy"]) == {"0.85", "1.0", "1.17"}
+    assert encoder.key_dims == 2 * ct.HIDDEN[1]
+
+
+def test_studio_voice_train_content_without_labels_says_so(tmp_path, monkeypatch, capsys):
+    from studio.engine.convert import corpora
+
+    wav = _festvox_layout(tmp_path / "festvox", {"ru_0001": "0803"}, labels=False)
+    monkeypatch.setitem(corpora.CORPORA, "ru", lambda: corpora.festvox_ru(wav))
+    code, _, err = _studio(capsys, "voice", "train-content", "--out", str(tmp_path / "enc"), "--threads", "1")
+    assert code != 0 and "no label files" in err
+    assert not content.encoder_paths(tmp_path / "enc")[0].exists()
+
+
+def test_an_encoder_in_the_user_voices_folder_shadows_the_bundled_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_VOICES_DIR", str(tmp_path))
+    assert content.encoder_path() == VOICES / "ru-phones"
+    assert content.default_output_stem() == VOICES / "ru-phones"  # a source checkout: the recipe's own file
+    content.save_encoder(content.load_encoder(VOICES / "ru-phones"), tmp_path / "ru-phones")
+    assert content.encoder_path() == tmp_path / "ru-phones"

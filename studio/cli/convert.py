@@ -57,7 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-content",
         help="train the content encoder (a phone classifier whose hidden layer keys frame selection) on festvox-ru",
     )
-    t.add_argument("--out", default="resources/voices/ru-phones", help="path stem to write STEM.content.{json,safetensors}")
+    t.add_argument(
+        "--out", help="path stem to write STEM.content.{json,safetensors} (default: over the bundled encoder in a "
+        "source checkout, else ru-phones in the user voices folder)",
+    )
     t.add_argument("--recordings", type=int, default=None, help="train on the first N labelled training recordings (default: all)")
     t.add_argument("--held-out", type=int, default=None, help="score on the first N held-out recordings (default: all)")
     t.add_argument("--epochs", type=int, default=None, help="passes over the training frames (default 6)")
@@ -214,7 +217,7 @@ def run_voice_build(args: argparse.Namespace) -> int:
 def run_voice_train_content(args: argparse.Namespace) -> int:
     from studio.engine.convert import ConversionError
     from studio.engine.convert import content_train as ct
-    from studio.engine.convert.content import save_encoder
+    from studio.engine.convert.content import default_output_stem, save_encoder
     from studio.engine.convert.corpora import corpus
 
     for flag, value in (("--recordings", args.recordings), ("--held-out", args.held_out), ("--epochs", args.epochs), ("--members", args.members)):
@@ -248,7 +251,7 @@ def run_voice_train_content(args: argparse.Namespace) -> int:
         "data": f"festvox-ru ({ru.package}): {len(train)} labelled training recordings; held out: {len(held)} of ru_0801–ru_0844",
         "licence": ru.licence,
     })
-    path = save_encoder(encoder, args.out)
+    path = save_encoder(encoder, args.out or default_output_stem())
     accuracy = encoder.record.get("held_out_accuracy")
     print(f"{path}: {len(encoder.phones)} phones, {encoder.record['members']} member(s), "
           f"{encoder.record['frames']} frames × {len(encoder.record['warps'])} warps, "

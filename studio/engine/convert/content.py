@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.engine.convert.voice import VoiceError, bundled_voices_dir
+from studio.engine.convert.voice import VoiceError, bundled_voices_dir, user_voices_dir
 from studio.engine.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -246,13 +246,27 @@ def bundled_encoder_path() -> Path | None:
     return stem if encoder_paths(stem)[0].is_file() else None
 
 
+def encoder_path() -> Path | None:
+    """The content encoder conversions use: ``ru-phones`` in the user voices folder (one trained with
+    ``studio voice train-content`` outside a source checkout) shadows the bundled one; None if neither."""
+    user = user_voices_dir() / BUNDLED_NAME
+    return user if encoder_paths(user)[0].is_file() else bundled_encoder_path()
+
+
+def default_output_stem() -> Path:
+    """Where ``studio voice train-content`` writes by default: over the bundled encoder in a source
+    checkout (the recipe that made it), else into the user voices folder."""
+    folder = bundled_voices_dir()
+    return (folder if folder is not None else user_voices_dir()) / BUNDLED_NAME
+
+
 @lru_cache(maxsize=1)
 def default_encoder() -> ContentEncoder | None:
-    """The bundled content encoder, loaded once; None (logged) when it is missing or damaged: frame
-    selection then matches on envelope keys alone, as before the encoder existed."""
-    path = bundled_encoder_path()
+    """The content encoder of :func:`encoder_path`, loaded once per process; None (logged) when it is
+    missing or damaged: frame selection then matches on envelope keys alone, as before it existed."""
+    path = encoder_path()
     if path is None:
-        log.warning("no bundled content encoder (resources/voices/%s%s): frame selection uses envelope keys only", BUNDLED_NAME, JSON_SUFFIX)
+        log.warning("no content encoder (%s%s): frame selection uses envelope keys only", BUNDLED_NAME, JSON_SUFFIX)
         return None
     try:
         return load_encoder(path)
