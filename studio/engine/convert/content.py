@@ -93,16 +93,12 @@ class ContentEncoder:
     path: Path | None = None
 
     @property
-    def input_dims(self) -> int:
-        return (2 * self.context + 1) * (self.envelope_dims - 1)
-
-    @property
     def key_dims(self) -> int:
         return int(self.weights["w2"].shape[1])
 
     @property
     def identity(self) -> str:
-        """A short string naming this encoder in cache keys (its file, or its shape when unsaved)."""
+        """A short string naming this encoder in cache keys (its file; an unsaved one, the object itself)."""
         return str(self.path) if self.path is not None else f"unsaved-{id(self)}"
 
     def keys(self, z: np.ndarray, breaks: np.ndarray | None = None) -> np.ndarray:
