@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.engine.convert.voice import VoiceError, bundled_voices_dir, user_voices_dir
+from studio.engine.convert.voice import VoiceError, bundled_voices_dir, paired_paths, user_voices_dir
 from studio.engine.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -159,12 +159,7 @@ def merge_encoders(encoders: list[ContentEncoder]) -> ContentEncoder:
 
 def encoder_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """(json, arrays) paths for ``NAME``, ``NAME.content.json`` or ``NAME.content.safetensors``."""
-    p = Path(path).expanduser()
-    for suffix in (JSON_SUFFIX, ARRAYS_SUFFIX):
-        if p.name.endswith(suffix):
-            p = p.with_name(p.name[: -len(suffix)])
-            break
-    return p.with_name(p.name + JSON_SUFFIX), p.with_name(p.name + ARRAYS_SUFFIX)
+    return paired_paths(path, JSON_SUFFIX, ARRAYS_SUFFIX)
 
 
 def save_encoder(encoder: ContentEncoder, path: str | os.PathLike[str], dtype=np.float16) -> Path:

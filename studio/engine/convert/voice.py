@@ -371,14 +371,19 @@ def build_voice(
 
 
 # ------------------------------------------------------------------------------------- file I/O
-def voice_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """(json, arrays) paths for ``NAME``, ``NAME.voice.json`` or ``NAME.voice.safetensors``."""
+def paired_paths(path: str | os.PathLike[str], json_suffix: str, arrays_suffix: str) -> tuple[Path, Path]:
+    """(json, arrays) paths of a JSON + safetensors pair named by its stem or either file."""
     p = Path(path).expanduser()
-    for suffix in (JSON_SUFFIX, ARRAYS_SUFFIX):
+    for suffix in (json_suffix, arrays_suffix):
         if p.name.endswith(suffix):
             p = p.with_name(p.name[: -len(suffix)])
             break
-    return p.with_name(p.name + JSON_SUFFIX), p.with_name(p.name + ARRAYS_SUFFIX)
+    return p.with_name(p.name + json_suffix), p.with_name(p.name + arrays_suffix)
+
+
+def voice_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(json, arrays) paths for ``NAME``, ``NAME.voice.json`` or ``NAME.voice.safetensors``."""
+    return paired_paths(path, JSON_SUFFIX, ARRAYS_SUFFIX)
 
 
 def is_voice_path(path: str | os.PathLike[str]) -> bool:
