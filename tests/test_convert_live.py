@@ -4,7 +4,8 @@ The latency is measured, not estimated: a probe process plays known bursts (a 14
 ``mic_sink`` and records ``test_sink.monitor`` in one full-duplex stream (one clock), then finds the
 bursts in the recording by envelope matching; its own round trip through a plain loopback, measured
 before and after the session, is subtracted (each run's own device round trip taken out first, see
-``system_latency_ms``). The
+``system_latency_ms``). The probe runs three times through one session and the median is asserted:
+the converter's latency is fixed within a session, one probe measurement now and then is not. The
 recording is also checked for the pitch shift the converter was asked for.
 
 On a loaded machine the probe's own stream can glitch (then it no longer shares one clock with what
@@ -28,6 +29,12 @@ pytest.importorskip("pyworld", reason="voice conversion needs the voice extra (p
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIFT_SEMITONES = 4.0
 LATENCY_BOUND_MS = 150.0  # the issue's bound; measured 115–125 ms here on a loaded 2-core machine
+# Probe runs through one converter session. The converter's latency is fixed for the session (its
+# ring is primed once; the stats show any drop), but one probe measurement carries PortAudio's
+# estimate of the probe's own round trip, which has been off by 50 ms and more now and then (two CI
+# runs measured 183 ms through a converter whose runs otherwise measure 129–136 ms): the median of
+# three measurements of the same latency is what is asserted, and a real regression moves all three.
+THROUGH_RUNS = 3
 
 
 def probe(seconds: float, sink: str, source: str, save_to: str | None = None) -> dict:
@@ -80,7 +87,8 @@ def voiced_median_f0(path: str) -> float:
 
 
 def live_session(pulse_server, recording: str) -> tuple:
-    """Convert +4 st live while the probe plays through it; (stats, through-probe, machine pauses)."""
+    """Convert +4 st live while the probe plays through it ``THROUGH_RUNS`` times; (stats, the
+    through-probe runs, machine pauses). The first run's recording is saved to ``recording``."""
     from studio.engine.convert import ConversionTarget, VoiceTransform
     from studio.engine.convert.live import LiveConverter, LiveSettings
     from studio.engine.convert.pause_monitor import PauseMonitor
@@ -92,7 +100,8 @@ def live_session(pulse_server, recording: str) -> tuple:
         converter = LiveConverter(LiveSettings(target=target))
         converter.start()
         try:
-            through = clean_probe(3.0, "mic_sink", "test_sink.monitor", save_to=recording)
+            through = [clean_probe(3.0, "mic_sink", "test_sink.monitor", save_to=recording if run == 0 else None)
+                       for run in range(THROUGH_RUNS)]
             stats = converter.run_for(0.2)
         finally:
             converter.stop()
@@ -127,13 +136,14 @@ def test_live_pitch_shift_runs_without_underruns_and_measures_latency(pulse_serv
         stats, through, pauses = live_session(pulse_server, recording)
     after = clean_probe(2.0, "mic_sink", "mic_sink.monitor")
     assert after["clean"] and after["correlation"] > 0.9, after
-    latency_ms = system_latency_ms(through, loopback, after)
-    print(f"live: measured latency {latency_ms:.0f} ms (engine estimate {stats.latency_ms:.0f} ms; against the "
-          f"loopback before / after alone {system_latency_ms(through, loopback):.0f} / "
-          f"{system_latency_ms(through, after):.0f} ms), {stats}")
+    latencies = [system_latency_ms(run, loopback, after) for run in through]
+    latency_ms = float(np.median(latencies))
+    print(f"live: measured latency {latency_ms:.0f} ms, the median of {', '.join(f'{v:.0f}' for v in latencies)} "
+          f"(engine estimate {stats.latency_ms:.0f} ms; against the loopback before / after alone "
+          f"{', '.join(f'{system_latency_ms(run, loopback):.0f} / {system_latency_ms(run, after):.0f}' for run in through)} ms), {stats}")
     print(f"probe through {through}\nprobe loopbacks {loopback} / {after}\nmachine pauses {pauses}")
-    assert through["clean"], f"the probe's own stream glitched in every attempt: {through}"
-    assert through["correlation"] > 0.8, "the probe bursts did not come back through the converter"
+    assert all(run["clean"] for run in through), f"the probe's own stream glitched in every attempt: {through}"
+    assert all(run["correlation"] > 0.8 for run in through), f"the probe bursts did not come back through the converter: {through}"
     assert stats.hops > 100 and stats.error is None
     assert stats.underruns == 0 and stats.underrun_frames == 0 and stats.input_overflows == 0, (stats, pauses)
     assert stats.device_underflows == 0 and stats.device_input_overflows == 0, (stats, pauses)
