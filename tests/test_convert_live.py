@@ -216,3 +216,15 @@ def test_loopback_runs_before_and_after_a_session_are_averaged():
     assert system_latency_ms(through, wrong, wrong) == 190.0 - 112.0
     with pytest.raises(ValueError):
         system_latency_ms(through)
+
+
+def test_the_live_evaluation_splits_its_probing_into_up_to_three_runs_of_three_seconds_or_more():
+    """Pure arithmetic: `eval-convert --live --seconds S` probes through one converter session in runs
+    whose median latency it reports; a run never gets less than 3 s (the probe needs several bursts)."""
+    from studio.engine.convert.live_eval import probe_runs
+
+    assert probe_runs(60.0) == [20.0, 20.0, 20.0]
+    assert probe_runs(8.0) == [4.0, 4.0]
+    assert probe_runs(3.0) == [3.0]
+    assert probe_runs(1.0) == [1.0]
+    assert sum(probe_runs(47.0)) == pytest.approx(47.0)

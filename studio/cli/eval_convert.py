@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 st = result["stats"]
                 print(f"live {result['target']}: {result['seconds']:.0f} s, measured latency {result['latency_ms']:.0f} ms "
-                      f"(engine estimate {st['latency_ms']:.0f} ms), underruns {st['underruns']}, device underflows "
+                      f"(median of {', '.join(f'{v:.0f}' for v in result['latency_runs_ms'])}; engine estimate {st['latency_ms']:.0f} ms), underruns {st['underruns']}, device underflows "
                       f"{st['device_underflows']}, input overflows {st['input_overflows']} (device "
                       f"{st['device_input_overflows']}), longest callback pause {st['longest_callback_gap_ms']:.0f} ms, "
                       f"inference mean {st['inference_ms_mean']:.1f} ms (max recent {st['inference_ms_max_recent']:.1f}) per "
