@@ -32,12 +32,14 @@ RATE = 16000
 #                      ru→allison 0.777 to target / margin 0.187, DNSMOS 3.20;  allison→ru 0.789 / 0.216, DNSMOS 3.22
 #   + content keys (the bundled content encoder, weight 0.85; the default since stop 15)
 #                      ru→allison 0.806 / 0.222, DNSMOS 3.14;  allison→ru 0.792 / 0.213, DNSMOS 3.27
+#   + the alignment map moving voiced keys only (stop 16)
+#                      ru→allison 0.804 / 0.220, DNSMOS 3.18;  allison→ru 0.796 / 0.211, DNSMOS 3.31
 #   statistics method  ru→allison 0.641 / margin −0.051, DNSMOS 2.60 (ru_0806, ru_0836);  allison→ru 0.708 / 0.123, DNSMOS 2.79
 # The two shortest ru held-out clips (ru_0806, ru_0836) alone sit at the margin bound (0.134–0.162 with
 # any alignment setting tried, ±0.02 per change, while all 32 moved together): ru_0803 and ru_0839, the
 # next shortest, joined them so that the mean measures the method rather than two clips' luck.
 # Both directions are held to the issue's bounds here (0.75, +0.15, DNSMOS 3.0); on all 29 held-out
-# allison prompts allison→ru still misses 0.75 and DNSMOS 3 (0.748 / 2.94 with content keys: the prompts under 1.2 s).
+# allison prompts allison→ru still misses 0.75 and DNSMOS 3 (0.748 / 2.95 with content keys: the prompts under 1.2 s).
 BOUNDS = {("allison", "ru"): (0.75, 0.15), ("ru", "allison"): (0.75, 0.15)}
 MIN_DNSMOS = 3.0
 MAX_LF0_ERROR = 0.08  # mean ln F0 of the output vs the target voice's (0.08 ≈ 1.4 semitones)
@@ -365,3 +367,28 @@ def test_eval_convert_reports_the_natural_input_and_splits_by_take_length(tmp_pa
         assert g["input_dnsmos_ovrl"] == pytest.approx(clip["input_dnsmos_ovrl"])
     m = report["means"]
     assert m["input_similarity_own"] == pytest.approx(np.mean([c["input_similarity_own"] for c in clips.values()]))
+
+
+
+def test_the_alignment_moves_voiced_keys_only_so_fricatives_stay_fricatives(voices):
+    """The map is fitted on voiced frames against voiced target frames; the unvoiced frames of a real
+    take must be matched on their own keys: with or without alignment, the same target frames."""
+    from studio.engine.convert.world import code_envelope
+
+    target = voices["ru"]
+    features = analyze(clips_of("allison")[0], RATE)
+    coded = code_envelope(features.sp, RATE, target.envelope_dims)
+    voiced = features.voiced
+    stats = [f(coded[rows], axis=0) for rows in (voiced, ~voiced) for f in (np.mean, np.std)]
+    keys = frameselect.stack_context(frameselect.standardise(coded, voiced, *stats), None, 3)
+    index = frameselect.target_index(target, 3)
+    fit_rows = np.flatnonzero(voiced)
+    selected = {
+        passes: frameselect.select_frames(
+            keys, voiced, fit_rows, index, frameselect.SelectionSettings(k=2, context=3, iterations=passes, smoothing=1)
+        )[0]
+        for passes in (0, 3)
+    }
+    assert voiced.sum() >= 40 and (~voiced).sum() >= 20
+    np.testing.assert_array_equal(selected[3][~voiced], selected[0][~voiced])
+    assert not np.allclose(selected[3][voiced], selected[0][voiced]), "the alignment no longer moves voiced keys"
