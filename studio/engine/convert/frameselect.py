@@ -403,9 +403,9 @@ def select_frames(
     """Averaged target envelopes [T, D] and band aperiodicities [T, B] for source keys [T, K].
 
     ``fit_rows`` are the rows the alignment is fitted on (voiced speech); its map moves the voiced
-    rows only. ``content``: match on
-    envelope and content keys together (``nearest_combined``; the source's content keys come from its
-    aligned keys' own frame, lifter undone); not with ``settings.per_hop``. NoFramesError for an index
+    rows only. ``content``: match on envelope and content keys together (``nearest_combined``; the
+    source's content keys come from its keys — aligned where voiced — at their own frame, lifter
+    undone); not with ``settings.per_hop``. NoFramesError for an index
     without frames (what a voice without frames would give: no selection is possible)."""
     if index.envelope.shape[0] == 0:
         raise NoFramesError("the target index holds no frames; use the statistics method")
