@@ -34,12 +34,14 @@ RATE = 16000
 #                      ru→allison 0.806 / 0.222, DNSMOS 3.14;  allison→ru 0.792 / 0.213, DNSMOS 3.27
 #   + the alignment map moving voiced keys only (stop 16)
 #                      ru→allison 0.804 / 0.220, DNSMOS 3.18;  allison→ru 0.796 / 0.211, DNSMOS 3.31
+#   + each frame's power kept (the source's level contour; stop 16)
+#                      ru→allison 0.824 / 0.228, DNSMOS 3.23;  allison→ru 0.844 / 0.261, DNSMOS 3.29
 #   statistics method  ru→allison 0.641 / margin −0.051, DNSMOS 2.60 (ru_0806, ru_0836);  allison→ru 0.708 / 0.123, DNSMOS 2.79
 # The two shortest ru held-out clips (ru_0806, ru_0836) alone sit at the margin bound (0.134–0.162 with
 # any alignment setting tried, ±0.02 per change, while all 32 moved together): ru_0803 and ru_0839, the
 # next shortest, joined them so that the mean measures the method rather than two clips' luck.
-# Both directions are held to the issue's bounds here (0.75, +0.15, DNSMOS 3.0); on all 29 held-out
-# allison prompts allison→ru still misses 0.75 and DNSMOS 3 (0.748 / 2.95 with content keys: the prompts under 1.2 s).
+# Both directions are held to the issue's bounds here (0.75, +0.15, DNSMOS 3.0); on all held-out
+# utterances both meet them too since stop 16 (allison→ru 0.765 / +0.192 / 3.06 on all 29 prompts).
 BOUNDS = {("allison", "ru"): (0.75, 0.15), ("ru", "allison"): (0.75, 0.15)}
 MIN_DNSMOS = 3.0
 MAX_LF0_ERROR = 0.08  # mean ln F0 of the output vs the target voice's (0.08 ≈ 1.4 semitones)
@@ -392,3 +394,37 @@ def test_the_alignment_moves_voiced_keys_only_so_fricatives_stay_fricatives(voic
     assert voiced.sum() >= 40 and (~voiced).sum() >= 20
     np.testing.assert_array_equal(selected[3][~voiced], selected[0][~voiced])
     assert not np.allclose(selected[3][voiced], selected[0][voiced]), "the alignment no longer moves voiced keys"
+
+
+def frame_levels_db(audio: np.ndarray, frame: int = 320) -> np.ndarray:
+    """Level of each 20 ms frame at 16 kHz, dB (float [frames])."""
+    frames = audio[: audio.size // frame * frame].reshape(-1, frame).astype(np.float64)
+    return 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("source", "target"), [("ru", "allison"), ("allison", "ru")])
+def test_converted_speech_keeps_the_source_level_contour(voices, source, target):
+    """Each output frame gets its source frame's power. Measured on these clips: the 20 ms levels of
+    the output follow the input's within 0.7–1.1 dB on average (p90 1.8–2.4 dB) over the frames within
+    30 dB of the loudest; keeping only the mel-cepstral level (coefficient 0), as before stop 16, left
+    3.3–4.5 dB (p90 7–9 dB): vowels came out quieter against fricatives than they were."""
+    conversion = ConversionTarget(voice=voices[target], source=voices[source])
+    for audio in clips_of(source):
+        result = convert_audio(audio, RATE, conversion)
+        level_in, level_out = frame_levels_db(audio), frame_levels_db(result.audio)
+        speech = level_in > level_in.max() - 30.0
+        difference = (level_out - level_in)[speech]
+        difference -= np.median(difference)  # the overall gain is the loudness match's business
+        assert float(np.mean(np.abs(difference))) < 1.8, f"{source}→{target}: level contour off by {np.abs(difference).mean():.1f} dB"
+
+
+def test_the_frames_method_gives_every_frame_its_source_frame_power(voices):
+    """Pure arithmetic on real tracks: after selection the envelope of each frame carries the power
+    (sum over bins) of the source's frame, silence included."""
+    from studio.engine.convert.mapping import convert_to_voice
+
+    features = analyze(clips_of("allison")[1], RATE)
+    converted = convert_to_voice(features, voices["ru"], SpeakerMapping(), voices["allison"])
+    np.testing.assert_allclose(converted.sp.sum(axis=1), features.sp.sum(axis=1), rtol=1e-9)
+    assert not np.allclose(converted.sp, features.sp), "the envelopes were not converted at all"

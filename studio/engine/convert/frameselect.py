@@ -23,7 +23,8 @@ envelope instead of a self-supervised network's):
    sound a frame is more than whose it is), weighted; their envelopes and band aperiodicities are averaged, then smoothed along time
    with a Hann window of ``smoothing`` frames (frame-to-frame jumps between frames of different
    recordings are what makes WORLD's output sound rough; a 65 ms window removes them and keeps the
-   phonetic transitions). The source's level contour (coefficient 0) is kept.
+   phonetic transitions). The source's level contour is kept: each output frame gets the power of its
+   source frame (``mapping.match_frame_power``).
 5. **Global-variance post-filter** (``restore_variance``, in ``mapping``): averaging and smoothing
    shrink the envelope's variation over time; each coefficient's spread over the utterance is moved
    ``variance_restore`` of the way (in the log domain) towards the target speaker's spread.
