@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input-device", help="live: input device name or index")
     p.add_argument("--output-device", help="live: output device name or index")
     p.add_argument("--block-ms", type=float, help="live: conversion block in ms (latency vs headroom; default 20, "
-                   "30 with a target voice)")
+                   "with a target voice too)")
     p.add_argument("--output-latency-ms", type=float, help="live: output device buffer in ms (default 32; raise it if the "
                    "device underflows on a busy machine, lower it for less latency)")
     p.add_argument("--gate-db", type=float, default=-55.0, help="live: noise gate threshold in dBFS")
