@@ -37,7 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from studio.engine.convert.voice import VoiceError, bundled_voices_dir, paired_paths, user_voices_dir
+from studio.engine.convert.voice import (
+    PairedFormat,
+    VoiceError,
+    bundled_voices_dir,
+    paired_paths,
+    user_voices_dir,
+)
 from studio.engine.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,9 @@ _LAYERS = ("w1", "b1", "w2", "b2", "w3", "b3")
 
 class ContentEncoderError(VoiceError):
     """A content encoder file is missing, damaged or of another format."""
+
+
+ENCODER_FILES = PairedFormat(FORMAT_NAME, FORMAT_VERSION, "content encoder", ContentEncoderError)
 
 
 def context_rows(breaks: np.ndarray, context: int) -> np.ndarray:
@@ -184,34 +193,16 @@ def save_encoder(encoder: ContentEncoder, path: str | os.PathLike[str], dtype=np
 
 def load_encoder(path: str | os.PathLike[str]) -> ContentEncoder:
     """Read a content encoder (JSON + safetensors, no pickle); ContentEncoderError saying what is wrong."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     json_path, arrays_path = encoder_paths(path)
     where = str(json_path)
-    try:
-        document = json.loads(json_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ContentEncoderError(f"{where}: no such content encoder") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContentEncoderError(f"{where}: cannot be read as a content encoder ({exc})") from exc
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        raise ContentEncoderError(f"{where}: not a Waveform Studio content encoder (no '\"format\": \"{FORMAT_NAME}\"')")
-    version = document.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ContentEncoderError(f"{where}: content encoder format version {version!r} is newer than this studio reads")
+    document = ENCODER_FILES.read_document(json_path)
     context, dims, phones = document.get("context"), document.get("envelope_dims"), document.get("phones")
     if (
         not isinstance(context, int) or not 0 <= context <= 64 or not isinstance(dims, int) or dims < 2
         or not isinstance(phones, list) or not phones or not all(isinstance(p, str) for p in phones)
     ):
         raise ContentEncoderError(f"{where}: 'context', 'envelope_dims' or 'phones' is missing or invalid")
-    try:
-        arrays = load_file(str(arrays_path))
-    except FileNotFoundError:
-        raise ContentEncoderError(f"{where}: its arrays file {arrays_path.name} is missing") from None
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ContentEncoderError(f"{arrays_path}: damaged content encoder arrays ({exc})") from exc
+    arrays = ENCODER_FILES.read_arrays(json_path, arrays_path)
     missing = [k for k in _LAYERS if k not in arrays]
     if missing:
         raise ContentEncoderError(f"{arrays_path}: arrays {missing} are missing")

@@ -381,6 +381,65 @@ def paired_paths(path: str | os.PathLike[str], json_suffix: str, arrays_suffix: 
     return p.with_name(p.name + json_suffix), p.with_name(p.name + arrays_suffix)
 
 
+@dataclass(frozen=True)
+class PairedFormat:
+    """How to read one kind of JSON + safetensors pair and word its errors: ``kind`` names it in
+    messages ("voice"), ``error`` is raised, and each hint (``"; build it again"`` or ``""``) ends the
+    message of its fault."""
+
+    name: str
+    version: int
+    kind: str
+    error: type[Exception]
+    missing_hint: str = ""
+    unreadable_hint: str = ""
+    newer_hint: str = ""
+    arrays_missing_hint: str = ""
+    arrays_damaged_hint: str = ""
+
+    def read_document(self, json_path: Path) -> dict[str, Any]:
+        """The JSON document, checked for this format's name and a version it can read."""
+        where = str(json_path)
+        try:
+            document = json.loads(json_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise self.error(f"{where}: no such {self.kind}{self.missing_hint}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise self.error(f"{where}: cannot be read as a {self.kind} ({exc}){self.unreadable_hint}") from exc
+        if not isinstance(document, dict) or document.get("format") != self.name:
+            raise self.error(f"{where}: not a Waveform Studio {self.kind} (no '\"format\": \"{self.name}\"')")
+        version = document.get("format_version")
+        if not isinstance(version, int) or version > self.version:
+            raise self.error(
+                f"{where}: {self.kind} format version {version!r} is newer than this studio reads{self.newer_hint}"
+            )
+        return document
+
+    def read_arrays(self, json_path: Path, arrays_path: Path) -> dict[str, np.ndarray]:
+        """The safetensors arrays (numpy; nothing is unpickled)."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            return load_file(str(arrays_path))
+        except FileNotFoundError:
+            raise self.error(
+                f"{json_path}: its arrays file {arrays_path.name} is missing{self.arrays_missing_hint}"
+            ) from None
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise self.error(f"{arrays_path}: damaged {self.kind} arrays ({exc}){self.arrays_damaged_hint}") from exc
+
+
+VOICE_FILES = PairedFormat(
+    FORMAT_NAME, FORMAT_VERSION, "voice", VoiceError,
+    missing_hint=" (expected NAME.voice.json next to NAME.voice.safetensors)",
+    unreadable_hint="; build it again with `studio voice build`",
+    newer_hint="; update the studio",
+    arrays_missing_hint="; copy both files of the voice",
+    arrays_damaged_hint="; build the voice again",
+)
+
+
 def voice_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """(json, arrays) paths for ``NAME``, ``NAME.voice.json`` or ``NAME.voice.safetensors``."""
     return paired_paths(path, JSON_SUFFIX, ARRAYS_SUFFIX)
@@ -414,28 +473,10 @@ def _number(document: dict[str, Any], key: str, where: str) -> float:
 
 def load_voice(path: str | os.PathLike[str]) -> Voice:
     """Read a voice (JSON + safetensors, no pickle); VoiceError saying what is wrong otherwise."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     json_path, arrays_path = voice_paths(path)
     where = str(json_path)
-    try:
-        document = json.loads(json_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise VoiceError(f"{where}: no such voice (expected NAME.voice.json next to NAME.voice.safetensors)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise VoiceError(f"{where}: cannot be read as a voice ({exc}); build it again with `studio voice build`") from exc
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        raise VoiceError(f"{where}: not a Waveform Studio voice (no '\"format\": \"{FORMAT_NAME}\"')")
-    version = document.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise VoiceError(f"{where}: voice format version {version!r} is newer than this studio reads; update the studio")
-    try:
-        arrays = load_file(str(arrays_path))
-    except FileNotFoundError:
-        raise VoiceError(f"{where}: its arrays file {arrays_path.name} is missing; copy both files of the voice") from None
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise VoiceError(f"{arrays_path}: damaged voice arrays ({exc}); build the voice again") from exc
+    document = VOICE_FILES.read_document(json_path)
+    arrays = VOICE_FILES.read_arrays(json_path, arrays_path)
     missing = [k for k in _REQUIRED_ARRAYS if k not in arrays]
     if missing:
         raise VoiceError(f"{arrays_path}: arrays {missing} are missing; build the voice again")
