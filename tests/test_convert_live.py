@@ -33,8 +33,9 @@ LATENCY_BOUND_MS = 150.0  # the issue's bound; measured 115–125 ms here on a l
 # ring is primed once; the stats show any drop), but one probe measurement carries PortAudio's
 # estimate of the probe's own round trip, which has been off by 50 ms and more now and then (two CI
 # runs measured 183 ms through a converter whose runs otherwise measure 129–136 ms): the median of
-# three measurements of the same latency is what is asserted, and a real regression moves all three.
-THROUGH_RUNS = 3
+# three measurements of the same latency is what is asserted, and a real regression moves all three
+# (as many runs as `eval-convert --live` takes).
+from studio.engine.convert.live_eval import THROUGH_RUNS  # noqa: E402
 
 
 def probe(seconds: float, sink: str, source: str, save_to: str | None = None) -> dict:

@@ -371,7 +371,6 @@ def test_eval_convert_reports_the_natural_input_and_splits_by_take_length(tmp_pa
     assert m["input_similarity_own"] == pytest.approx(np.mean([c["input_similarity_own"] for c in clips.values()]))
 
 
-
 def test_the_alignment_moves_voiced_keys_only_so_fricatives_stay_fricatives(voices):
     """The map is fitted on voiced frames against voiced target frames; the unvoiced frames of a real
     take must be matched on their own keys: with or without alignment, the same target frames."""
