@@ -66,6 +66,7 @@ def test_identical_signals_score_perfectly(eval_extra, speech):
     assert metrics.mcd(x, x, sr) == pytest.approx(0.0, abs=1e-9)
     assert metrics.log_spectral_distance(x, x, sr) == pytest.approx(0.0, abs=1e-12)
     assert metrics.mrstft_distance(x, x, sr) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.f0_error_cents(x, x, sr) == 0.0 and metrics.voicing_error(x, x, sr) == 0.0
 
 
 def test_metrics_rank_degradations(eval_extra, speech):
@@ -85,6 +86,22 @@ def test_metrics_rank_degradations(eval_extra, speech):
     assert lsd[0] < lsd[1] and mr[0] < mr[1]
     assert metrics.stoi(x, noisy, sr) < metrics.stoi(x, mild, sr)
     assert metrics.dnsmos_ovrl(x, sr) > metrics.dnsmos_ovrl(noisy, sr) + 0.5
+
+
+def test_pitch_and_voicing_errors_measure_what_a_resynthesis_did_to_the_intonation(eval_extra, speech):
+    """A copy scores 0; a stretch of the speech resampled 3 % longer (pitch 51 cents down; its timing
+    drifts too, which the measure does not undo, so only a short stretch is compared) reads about 50
+    cents (53 measured); noise at the speech's level gets most frames' voicing wrong (0.78) and,
+    where the trackers agree on voicing by chance, a pitch far off (147 cents) or none (NaN)."""
+    x, sr, _ = speech
+    assert metrics.f0_error_cents(x, x, sr) == 0.0 and metrics.voicing_error(x, x, sr) == 0.0
+    half = x[: x.size // 4]  # 0.7 s: the 3 % timing drift stays within 20 ms
+    lower = scipy.signal.resample(half, int(round(half.size * 1.03))).astype(np.float32)
+    assert 35.0 < metrics.f0_error_cents(half, lower, sr) < 65.0
+    noise = _white_noise_like(x)
+    assert metrics.voicing_error(x, noise, sr) > 0.3
+    off = metrics.f0_error_cents(x, noise, sr)
+    assert np.isnan(off) or off > 100.0
 
 
 def test_mcd_alpha_follows_the_rate_and_dtw_undoes_a_delay(eval_extra, speech):

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("test", "validation", "reserve", "train"),
                    help="which split of a prepared set to score (default: test)")
     p.add_argument("--limit", type=int, metavar="N", help="score only the first N utterances")
-    p.add_argument("--metrics", metavar="LIST", help="comma-separated: pesq,stoi,mcd,dnsmos,lsd,mrstft (default: all)")
+    p.add_argument("--metrics", metavar="LIST", help="comma-separated: pesq,stoi,mcd,dnsmos,f0,vuv,lsd,mrstft (default: all)")
     p.add_argument("--profile", default="waveglow", metavar="PRESET",
                    help="feature profile for --model griffin-lim (default: waveglow, 22050 Hz); a model uses its own")
     p.add_argument("--gl-iterations", type=int, default=32, metavar="N", help="Griffin-Lim iterations (default 32)")

@@ -12,10 +12,12 @@ length first, so a trailing hop of difference does not matter. Signals at anothe
 | STOI (short-time objective intelligibility) | ``stoi`` | 0–1 (ESTOI: ``extended=True``) | higher | ``pystoi`` |
 | mel-cepstral distortion | ``mcd`` | dB, 0 = identical | lower | ``pyworld``, ``pysptk`` |
 | DNSMOS P.835 overall (no reference) | ``dnsmos_ovrl`` | 1–5 MOS | higher | ``speechmos``, ``onnxruntime`` |
+| pitch error | ``f0_error_cents`` | cents, median over frames both call voiced | lower | ``pyworld`` |
+| voicing error | ``voicing_error`` | fraction of frames voiced in one only | lower | ``pyworld`` |
 | log-spectral distance | ``log_spectral_distance`` | bels (log10 power), 0 = identical | lower | numpy |
 | multi-resolution STFT distance | ``mrstft_distance`` | unitless, 0 = identical | lower | numpy |
 
-The first four need the optional extra (``pip install -e .[eval]``); a missing package raises
+The first six need the optional extra (``pip install -e .[eval]``); a missing package raises
 ``MissingExtraError`` (an ``ImportError``) that names that command. PESQ and STOI barely notice a missing
 high band: score bandwidth extension with the log-spectral distance and MCD.
 """
@@ -36,12 +38,14 @@ __all__ = [
     "align_lengths",
     "dnsmos_ovrl",
     "dnsmos_scores",
+    "f0_error_cents",
     "log_spectral_distance",
     "mcd",
     "mcep_alpha",
     "mrstft_distance",
     "pesq_wb",
     "stoi",
+    "voicing_error",
 ]
 
 SCORING_RATE = 16_000
@@ -197,6 +201,45 @@ def mcd(
     keep = power_r >= power_r.max() - range_db
     delta = mc_r[keep, 1:] - mc_d[keep, 1:]
     return float(_MCD_SCALE * np.mean(np.sqrt(np.sum(delta * delta, axis=1))))
+
+
+# -- pitch -----------------------------------------------------------------------------------------
+def _f0_pair(ref: np.ndarray, deg: np.ndarray, sr: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """WORLD F0 (DIO + StoneMask, 5 ms frames, 60-400 Hz; 0 = unvoiced) of both signals, frame t with
+    frame t (the resynthesis keeps the timing): two arrays of equal length."""
+    pyworld = require("pyworld", what)
+    r, d = align_lengths(ref, deg)
+    tracks = []
+    for x in (r, d):
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        f0, t = pyworld.dio(x, int(sr), f0_floor=60.0, f0_ceil=400.0, frame_period=MCD_FRAME_PERIOD_MS)
+        tracks.append(pyworld.stonemask(x, f0, t, int(sr)))
+    n = min(len(tracks[0]), len(tracks[1]))
+    return tracks[0][:n], tracks[1][:n]
+
+
+def f0_error_cents(ref: np.ndarray, deg: np.ndarray, sr: int) -> float:
+    """Pitch error: the median |1200 log2(F0_deg / F0_ref)| in cents over the frames both signals'
+    WORLD tracks call voiced (0 = the same pitch; a semitone is 100). NaN when no frame is voiced in
+    both. Griffin-Lim keeps the pitch of held-out speech to about 14 cents."""
+    f_ref, f_deg = _f0_pair(ref, deg, sr, "the pitch error")
+    both = (f_ref > 0) & (f_deg > 0)
+    if not both.any():
+        return float("nan")
+    return float(np.median(np.abs(1200.0 * np.log2(f_deg[both] / f_ref[both]))))
+
+
+def voicing_error(ref: np.ndarray, deg: np.ndarray, sr: int) -> float:
+    """Voicing error: the fraction of frames (0-1) that one signal's WORLD track calls voiced and the
+    other's unvoiced, over the frames within 40 dB of the reference's loudest (silence not scored)."""
+    f_ref, f_deg = _f0_pair(ref, deg, sr, "the voicing error")
+    r, _ = align_lengths(ref, deg)
+    hop = int(round(sr * MCD_FRAME_PERIOD_MS / 1000.0))
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(r, (hop, hop)), 2 * hop)[::hop][: len(f_ref)]
+    n = min(len(frames), len(f_ref))
+    level = 10.0 * np.log10(np.maximum((frames[:n].astype(np.float64) ** 2).mean(axis=1), 1e-20))
+    keep = level >= level.max() - MCD_RANGE_DB
+    return float(np.mean((f_ref[:n][keep] > 0) != (f_deg[:n][keep] > 0)))
 
 
 # -- DNSMOS ----------------------------------------------------------------------------------------

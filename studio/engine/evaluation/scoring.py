@@ -49,6 +49,8 @@ METRICS: dict[str, MetricSpec] = {
             "dnsmos", "DNSMOS OVRL", "MOS", True, ("speechmos", "onnxruntime"), False,
             lambda ref, deg, sr: metrics.dnsmos_ovrl(deg, sr),
         ),
+        MetricSpec("f0", "F0 err", "cents", False, ("pyworld",), True, metrics.f0_error_cents, digits=1),
+        MetricSpec("vuv", "V/UV err", "", False, ("pyworld",), True, metrics.voicing_error, digits=3),
         MetricSpec("lsd", "LSD", "B", False, (), True, metrics.log_spectral_distance),
         MetricSpec("mrstft", "MR-STFT", "", False, (), True, metrics.mrstft_distance, digits=3),
     )
