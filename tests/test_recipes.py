@@ -141,6 +141,29 @@ def test_speech_recipe_end_to_end_then_resume_then_warm_start(speech_set, tmp_pa
     assert len(rows) == 3 and "random weights" in rows[0] and "resumed" in rows[1] and "warm start" in rows[2]
 
 
+def test_a_recipe_that_adds_pitch_inputs_warm_starts_the_shipped_model_with_them(speech_set, tmp_path):
+    """The bundled LPC WaveRNN was trained without pitch inputs; the recipe that adds them warm-starts
+    from it (the new inputs' weights at zero: it starts out making what the bundle made) instead of
+    refusing or starting from random weights, and says so in its origin."""
+    torch.set_num_threads(1)
+    recipe = get_recipe("speech-wavernn")
+    without = dataclasses.replace(recipe, config={**recipe.config, "pitch_inputs": False})
+    run_recipe(without, tiny_run(tmp_path, speech_set, config=TINY_WAVERNN))
+    bundle = tmp_path / "models" / "speech-wavernn"
+    assert load_model(bundle).config.pitch_inputs is False
+    shutil.rmtree(tmp_path / "runs")
+    with_pitch = dataclasses.replace(recipe, config={**recipe.config, "pitch_inputs": True})
+    result = run_recipe(with_pitch, tiny_run(tmp_path, speech_set, export_worse=True))
+    assert result.started_from.startswith("warm start from the shipped") and "pitch_inputs=True" in result.started_from
+    model = load_model(bundle)
+    assert model.config.pitch_inputs is True and model.config.rnn_dims == 16 and model.card().training["steps"] == 4
+    # a run folder without the inputs is another network: not continued silently
+    shutil.rmtree(tmp_path / "runs")
+    run_recipe(without, tiny_run(tmp_path, speech_set, config=TINY_WAVERNN, fresh=True))
+    with pytest.raises(ValueError, match=r"pitch_inputs=False \(recipe: True\)"):
+        run_recipe(with_pitch, tiny_run(tmp_path, speech_set))
+
+
 @pytest.mark.slow
 def test_lpc_recipe_trains_scores_and_exports_its_configuration(speech_set, tmp_path):
     torch.set_num_threads(1)

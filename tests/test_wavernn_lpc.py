@@ -12,8 +12,8 @@ from support.crop_training import adam_steps_on_random_crops, eval_loss, evenly_
 from support.quiet_logits import favour_small_classes
 from support.tiny_training import espeak_word
 
-from studio.engine.audio import lpc
-from studio.engine.audio.features import FeatureProfile, MelFrontEnd
+from studio.engine.audio import lpc, pitch
+from studio.engine.audio.features import FeatureProfile, MelFrontEnd, get_profile
 from studio.engine.checkpoints import load_model, save_checkpoint
 from studio.engine.models.base import CancelToken, GenerateRequest, build_model
 from studio.engine.models.wavernn import ConditioningSource, WaveRNN, WaveRNNConfig
@@ -230,3 +230,168 @@ def test_a_few_dozen_training_steps_lower_the_excitation_loss(speech):
     after = eval_loss(model, fixed, front(fixed))
     assert after < before - 0.4, (before, after)
     assert after < entropy(excitation) - 0.1, (after, entropy(excitation))
+
+
+# -- noise injection (training only) ---------------------------------------------------------------------------
+def test_noise_injection_is_checked_and_leaves_held_out_losses_alone():
+    with pytest.raises(ValueError, match="needs lpc_order > 0"):
+        WaveRNNConfig(noise_injection=2.0, **TINY)
+    with pytest.raises(ValueError, match="0..128"):
+        WaveRNNConfig(noise_injection=200.0, lpc_order=16, **TINY)
+    clean, noisy = lpc_model(seed=6, quiet=False), lpc_model(seed=6, quiet=False)
+    noisy.config = WaveRNNConfig(lpc_order=16, noise_injection=4.0, **TINY)
+    audio = torch.from_numpy(formant_signal.formant_audio(640, seed=6)).unsqueeze(0).float()
+    mel = MelFrontEnd(PROFILE)(audio)
+    with torch.no_grad():
+        assert torch.equal(clean.training_loss(audio, mel), noisy.eval().training_loss(audio, mel))
+        torch.manual_seed(0)
+        trained_on = noisy.train().training_loss(audio, mel)
+        assert abs(float(trained_on) - float(clean.training_loss(audio, mel))) > 1e-3
+
+
+@pytest.mark.parametrize("scale", [1.0, 6.0])
+def test_the_noisy_past_is_a_generated_past_and_the_target_steers_back_to_the_clean_signal(scale):
+    """The past the network sees under noise injection relates to its inputs as a generated past does
+    (``s~ = p~ + decoded previous class``, to the quantiser), deviates from the clean signal more the
+    larger the scale, and the target class rebuilds the clean sample from the noisy prediction."""
+    model = lpc_model(seed=7, quiet=False)
+    model.config = WaveRNNConfig(lpc_order=16, noise_injection=scale, **TINY)
+    audio = torch.from_numpy(formant_signal.formant_audio(1600, seed=7)).reshape(2, 800).float()
+    mel = MelFrontEnd(PROFILE)(audio)
+    coef = model.sample_lpc(mel, 0, audio.shape[1])
+    s = lpc.preemphasise(audio).clamp(-1, 1)
+    p = lpc.predict(s, coef)
+    q = model.encode(s - p)
+    torch.manual_seed(1)
+    s_noisy, p_noisy, past, target = model._noisy_past(s, p, q, coef)
+    assert torch.equal(p_noisy, lpc.predict(s_noisy, coef))
+    top = model.config.classes - 1
+    step = torch.maximum(model.decode((past + 1).clamp(max=top)) - model.decode(past),
+                         model.decode(past) - model.decode((past - 1).clamp(min=0)))  # the quantiser's step there
+    assert ((s_noisy - (p_noisy + model.decode(past))).abs() <= step + 1e-6).all()
+    rebuilt = p_noisy + model.decode(target)
+    assert (rebuilt - s).abs().mean() < 0.5 * (s_noisy - s).abs().mean()
+    deviation = float((s_noisy - s).abs().mean() / s.abs().mean())
+    assert (0.01 < deviation < 0.2) if scale == 1.0 else (0.1 < deviation < 1.5), deviation
+
+
+# -- pitch inputs ------------------------------------------------------------------------------------------------
+SPEECH = get_profile("speech16k")
+SMALL = dict(rnn_dims=24, fc_dims=16, n_mels=80, upsample_scales=(8, 5, 5), res_blocks=1, compute_dims=8,
+             res_out_dims=8, pad=1, bits=8, lpc_order=16)
+
+
+def voiced_speech(seconds: float = 0.4, f0: float = 125.0) -> np.ndarray:
+    """A vowel-like signal: a glottal pulse train (one sharp pulse per period, F0 gliding by 10 %)
+    through two formant resonators, at 16 kHz."""
+    n = int(seconds * SPEECH.sample_rate)
+    contour = np.linspace(f0, 1.1 * f0, n)
+    phase = np.cumsum(contour) / SPEECH.sample_rate
+    pulses = (np.diff(np.floor(phase), prepend=0.0) > 0).astype(np.float64)
+    from scipy.signal import lfilter
+
+    x = lfilter([1.0], [1.0, -1.6, 0.9], pulses)
+    x = lfilter([1.0], [1.0, -0.4, 0.7], x)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def pitch_model(seed: int = 0) -> WaveRNN:
+    torch.manual_seed(seed)
+    model = WaveRNN(WaveRNNConfig(pitch_inputs=True, **SMALL), SPEECH)
+    favour_small_classes(model.fc3, model.start_class, 0.01)
+    return model.eval()
+
+
+def test_pitch_inputs_are_checked_and_sit_after_the_mel():
+    with pytest.raises(ValueError, match="pitch_inputs needs lpc_order > 0"):
+        WaveRNNConfig(pitch_inputs=True, **{**SMALL, "lpc_order": 0})
+    model = pitch_model()
+    assert model.I.in_features == 3 + 80 + pitch.SOURCE_FEATURES + 2 and model.mel_dims == 80 + pitch.SOURCE_FEATURES
+    card = model.card()
+    assert card.config["pitch_inputs"] is True and "pitch" in card.description
+    mel = MelFrontEnd(SPEECH)(torch.from_numpy(voiced_speech())[None])
+    n = mel.shape[-1] * SPEECH.hop_length
+    cond = model.conditioning(mel, n)
+    assert cond.shape == (1, n, model.mel_dims + 8 + 16)
+    source = pitch.SourceTrack(mel, SPEECH).features(0, n)
+    assert torch.equal(cond[..., 80 : model.mel_dims], source) and source[..., 2].max() == 1.0
+
+
+def test_a_pitch_model_generates_what_teacher_forcing_on_its_audio_sees():
+    """Generation (phase 0 at sample 0) and teacher forcing in eval mode feed the same source."""
+    model = pitch_model(seed=1)
+    mel = MelFrontEnd(SPEECH)(torch.from_numpy(voiced_speech())[None])
+    n = mel.shape[-1] * SPEECH.hop_length
+    with torch.inference_mode():
+        cond = model.conditioning(mel, n)
+        logits_seen = torch.zeros(n, model.config.classes)
+        drawn = torch.zeros(n, dtype=torch.long)
+        uniforms = torch.rand(n, generator=torch.Generator().manual_seed(3))
+
+        def choose(logits, t, part):
+            logits_seen[t] = logits[0]
+            q = torch.searchsorted(torch.softmax(logits[0], -1).cumsum(-1), uniforms[t : t + 1]).clamp(max=255)
+            drawn[t] = q[0]
+            return q
+
+        signal = torch.zeros(1, n)
+        list(model.stepper().run(cond, choose, signal, model.start_class, yield_every=400))
+        audio = torch.from_numpy(lpc.deemphasise(signal.numpy().astype(np.float64))[0])
+        logits, targets = model._lpc_teacher_forced(audio, mel)
+    assert torch.equal(targets[0], drawn)
+    assert (logits[0] - logits_seen).abs().max() < 2e-3
+
+
+@pytest.mark.parametrize("folded", [False, True])
+def test_a_pitch_model_streams_as_its_plain_reconstruction(folded):
+    model = pitch_model(seed=2)
+    mel = MelFrontEnd(SPEECH)(torch.from_numpy(voiced_speech(0.3))[None])
+    options = {"folded": True, "fold_length": 1600, "fold_overlap": 200} if folded else {}
+    native = model.generate(GenerateRequest(mel=mel[0].numpy(), seed=5, options={**options, "native": True}))
+    torch_steps = model.generate(GenerateRequest(mel=mel[0].numpy(), seed=5, options={**options, "native": False}))
+    np.testing.assert_allclose(native, torch_steps, atol=1e-5)
+    if not folded:
+        plain = model.generate_plain(mel, native.size, torch.Generator().manual_seed(5))
+        np.testing.assert_array_equal(torch_steps, plain.numpy())
+    assert np.abs(native).max() > 1e-3
+
+
+def test_widening_a_trained_model_with_pitch_inputs_keeps_what_it_makes():
+    """The warm start of the bundled model: the copy's source inputs start with zero weights, so it
+    generates exactly what the model did; other fields and taking the inputs away are refused."""
+    torch.manual_seed(4)
+    plain = WaveRNN(WaveRNNConfig(**SMALL), SPEECH)
+    favour_small_classes(plain.fc3, plain.start_class, 0.01)
+    plain.eval()
+    widened = plain.reconfigured({"pitch_inputs": True, "noise_injection": 1.0})
+    assert widened.config.pitch_inputs and widened.config.noise_injection == 1.0 and widened is not plain
+    assert widened.I.in_features == plain.I.in_features + pitch.SOURCE_FEATURES and not widened.training
+    mel = MelFrontEnd(SPEECH)(torch.from_numpy(voiced_speech(0.2))[None])[0].numpy()
+    np.testing.assert_allclose(widened.generate(GenerateRequest(mel=mel, seed=1)),
+                               plain.generate(GenerateRequest(mel=mel, seed=1)), atol=1e-5)
+    with pytest.raises(ValueError, match="cannot change rnn_dims"):
+        plain.reconfigured({"rnn_dims": 32})
+    with pytest.raises(ValueError, match="cannot take"):
+        widened.reconfigured({"pitch_inputs": False})
+    assert plain.reconfigured({}) is plain
+
+
+def test_training_puts_the_excitation_pulses_on_phase_zero():
+    """In training (and held-out) losses the source's phase is shifted so the strongest voiced excitation sample
+    falls on phase 0; the tracked pitch then keeps every pulse of the segment near phase 0 (the
+    network learns to fire at phase 0, where generation puts the pulses of the tracked pitch)."""
+    model = pitch_model(seed=3)
+    audio = torch.from_numpy(voiced_speech(0.6)).reshape(3, -1)[:, :3200]  # three segments, 0.2 s each
+    mel = MelFrontEnd(SPEECH)(audio)
+    coef = model.sample_lpc(mel, 0, audio.shape[1])
+    s = lpc.preemphasise(audio).clamp(-1, 1)
+    e = s - lpc.predict(s, coef)
+    start = model._aligned_source_phase(mel, e)
+    phases = pitch.SourceTrack(mel, SPEECH, start).phases(audio.shape[1])
+    voiced = pitch.SourceTrack(mel, SPEECH).features(0, audio.shape[1])[..., 2] > 0.5
+    for row in range(3):
+        strongest = e[row].abs() * voiced[row]
+        peaks = torch.nonzero(strongest > 0.5 * strongest.max()).squeeze(-1)  # the pulses, far from the edges
+        peaks = peaks[(peaks > 400) & (peaks < 2800)]
+        assert len(peaks) >= 5
+        assert phases[row, peaks].abs().max() < 0.6, phases[row, peaks]

@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--amp", choices=("bf16",), help="bfloat16 autocast of forward and loss (CUDA only)")
     p.add_argument("--init-from", metavar="CHECKPOINT", help="start from this checkpoint's weights and config "
-                   "(a fresh optimizer; the step count goes on from its card)")
+                   "(a fresh optimizer; the step count goes on from its card); --config may then change only "
+                   "settings a warm start can take (WaveRNN: noise_injection, pitch_inputs, sampling_temperature)")
     r = p.add_argument_group("recipe runs (--recipe)")
     r.add_argument("--minutes", type=float, help="stop training after this many minutes (checkpointed), then score and export; "
                    "without --steps the learning-rate schedule is fitted to end when the minutes do")

@@ -122,6 +122,24 @@ class WaveformModel(nn.Module, ABC):
         self.name = self.family
         self.extra_card: dict[str, Any] = {"provenance": {}, "training": {}, "metrics": {}, "description": ""}
 
+    warm_start_fields: ClassVar[tuple[str, ...]] = ()
+    """Config fields a warm start may change (``reconfigured``): training-only settings, and inputs a
+    copy can add with zero weights so that it computes what the model did until it is trained."""
+
+    def reconfigured(self, changes: dict[str, Any]) -> WaveformModel:
+        """A copy of this model (weights, name, card) with ``changes`` to ``warm_start_fields``;
+        ValueError for any other field. Families that allow none accept only an empty change."""
+        refused = sorted(set(changes) - set(self.warm_start_fields))
+        if refused:
+            allowed = ", ".join(self.warm_start_fields) or "none"
+            raise ValueError(f"a warm start of a {self.family} cannot change {', '.join(refused)} (it may change: {allowed})")
+        if not changes:
+            return self
+        return self._reconfigured(changes)
+
+    def _reconfigured(self, changes: dict[str, Any]) -> WaveformModel:
+        raise NotImplementedError
+
     # -- what a family provides -------------------------------------------------------------
     @property
     def sample_rate(self) -> int:

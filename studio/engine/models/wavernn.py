@@ -40,10 +40,11 @@ prove that they compute the same function. Threads: generation runs on the itera
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -54,6 +55,7 @@ from torch.func import functional_call
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.lpc import MAX_ORDER, deemphasise, lpc_from_mel, predict, preemphasise
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
+from studio.engine.audio.pitch import SOURCE_FEATURES, SourceTrack
 from studio.engine.models import wavernn_fold as fold
 from studio.engine.models.base import (
     GenerateRequest,
@@ -136,6 +138,19 @@ class WaveRNNConfig:
         ``[s_{t-1}, p_t, e_{t-1}]``, and generation rebuilds ``s_t = p_t + e_t`` (mode "mulaw" only).
     sampling_temperature: the temperature a request's 1.0 stands for (a calibration stored with the
         model, ``base.check_sampling_temperature``; 1.0 = the trained distribution).
+    pitch_inputs: LPC models only: the network also sees a periodic source made from the mel's pitch
+        (``studio.engine.audio.pitch``: F0 and voicing read back from the mel by DSP, integrated to a
+        phase), as four more per-sample conditioning inputs ``[v sin, v cos, v, v pulse]`` after the
+        upsampled mel. In training (and held-out) losses the phase of each segment is shifted so that
+        its strongest voiced excitation sample falls on phase 0; generation starts at phase 0, so the
+        network's pulses follow the tracked pitch instead of a count it has to keep itself.
+    noise_injection: training only, LPC models only: the largest scale, in mu-law classes, of the
+        Laplacian noise added to the teacher-forced excitation (LPCNet's noise injection). Each segment
+        draws its scale uniformly in [0, noise_injection]; the past the network sees is the signal
+        rebuilt from the noisy excitation, and the target is the clean next sample's excitation
+        against the prediction from that noisy past, so the network learns to steer back from the
+        errors its own draws make when it generates. 0 = plain teacher forcing. Held-out losses are
+        always computed without it.
     """
 
     mode: str = "mulaw"
@@ -150,6 +165,8 @@ class WaveRNNConfig:
     pad: int = 2
     lpc_order: int = 0
     sampling_temperature: float = 1.0
+    noise_injection: float = 0.0
+    pitch_inputs: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
@@ -166,6 +183,15 @@ class WaveRNNConfig:
         if self.n_mels < 0:
             raise ValueError(f"n_mels must be >= 0 (0 = unconditional), got n_mels={self.n_mels}")
         check_sampling_temperature(self.sampling_temperature)
+        if not 0.0 <= self.noise_injection <= 2 ** (self.bits - 1):
+            raise ValueError(
+                f"noise_injection is a noise scale in mu-law classes, 0..{2 ** (self.bits - 1)}, got {self.noise_injection}"
+            )
+        object.__setattr__(self, "pitch_inputs", bool(self.pitch_inputs))
+        if self.pitch_inputs and not self.lpc_order:
+            raise ValueError("pitch_inputs needs lpc_order > 0: the source's phase is aligned to the excitation's pulses")
+        if self.noise_injection and not self.lpc_order:
+            raise ValueError("noise_injection needs lpc_order > 0: it perturbs the linear prediction's past")
         if not 0 <= self.lpc_order <= MAX_LPC_ORDER:
             raise ValueError(f"lpc_order must be in 0..{MAX_LPC_ORDER} (0 = no linear prediction), got {self.lpc_order}")
         if self.lpc_order and (self.mode != "mulaw" or not self.n_mels):
@@ -254,6 +280,8 @@ class WaveRNN(WaveformModel):
                     f"profile '{profile.name}' has hop_length={profile.hop_length}"
                 )
         self.n_mels = config.n_mels
+        self.mel_dims = config.n_mels + (SOURCE_FEATURES if config.pitch_inputs else 0)
+        """Width of the conditioning's first group: the upsampled mel and, with ``pitch_inputs``, the source."""
         self.aux_dims = config.res_out_dims // 4 if config.n_mels else 0
         a, r, f = self.aux_dims, config.rnn_dims, config.fc_dims
         if config.n_mels:
@@ -263,7 +291,7 @@ class WaveRNN(WaveformModel):
             )
         self.lpc_order = config.lpc_order
         if config.mode == "mulaw":
-            self.I = nn.Linear(self.input_features + self.n_mels + a, r)
+            self.I = nn.Linear(self.input_features + self.mel_dims + a, r)
             self.rnn1 = nn.GRU(r, r, batch_first=True)
             self.rnn2 = nn.GRU(r + a, r, batch_first=True)
             self.fc1 = nn.Linear(r + a, f)
@@ -283,9 +311,29 @@ class WaveRNN(WaveformModel):
         kind = f"{config.bits}-bit mu-law softmax" if config.mode == "mulaw" else "16-bit dual softmax"
         if config.lpc_order:
             kind = f"order-{config.lpc_order} LPC from the mel, {config.bits}-bit mu-law excitation"
+            if config.pitch_inputs:
+                kind += ", pitch-locked source input"
         self.extra_card["description"] = f"WaveRNN ({kind}, {r}-unit GRU)"
 
     # -- interface ------------------------------------------------------------------------------
+    warm_start_fields = ("noise_injection", "pitch_inputs", "sampling_temperature")
+
+    def _reconfigured(self, changes: dict) -> WaveRNN:
+        """See ``WaveformModel.reconfigured``. ``pitch_inputs`` False -> True inserts the source's
+        input columns into ``I`` with zero weights, so the copy's outputs are this model's."""
+        config = replace(self.config, **changes)
+        if self.config.pitch_inputs and not config.pitch_inputs:
+            raise ValueError("a warm start cannot take a WaveRNN's pitch inputs away (its weights use them)")
+        model = type(self)(config, self.profile).to(next(self.parameters()).device)
+        state = self.state_dict()
+        if config.pitch_inputs and not self.config.pitch_inputs:
+            w, at = state["I.weight"], self.input_features + self.n_mels
+            state["I.weight"] = torch.cat([w[:, :at], w.new_zeros(w.shape[0], SOURCE_FEATURES), w[:, at:]], dim=1)
+        model.load_state_dict(state)
+        model.name, model.extra_card = self.name, copy.deepcopy(self.extra_card)
+        model.train(self.training)
+        return model
+
     @property
     def receptive_field(self) -> int:
         """1 (the LPC order with linear prediction): the past samples the network sees explicitly; all
@@ -303,7 +351,7 @@ class WaveRNN(WaveformModel):
         audio [B, T] float in [-1, 1]; mel [B, n_mels, T // hop] or None when unconditioned.
         """
         if self.lpc_order:
-            logits, targets = self._lpc_teacher_forced(audio, mel)
+            logits, targets = self._lpc_teacher_forced(audio, mel, align_source=True)
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         logits = self.teacher_forced_logits(audio, mel)
         targets = self.encode(audio)
@@ -342,20 +390,46 @@ class WaveRNN(WaveformModel):
         yield from self._generate_unfolded(request, source, generator, temperature, block)
 
     # -- features, classes ------------------------------------------------------------------------
-    def conditioning(self, mel: Tensor | None, num_samples: int, batch: int = 1) -> Tensor:
-        """Per-sample conditioning [B, num_samples, n_mels + res_out_dims]: ``[mel_up | aux0..aux3]``.
+    def conditioning(self, mel: Tensor | None, num_samples: int, batch: int = 1, start_phase: Tensor | None = None) -> Tensor:
+        """Per-sample conditioning [B, num_samples, C]: ``[mel_up | source (pitch_inputs) | aux0..aux3 |
+        lpc (lpc_order)]``, C = ``mel_dims + res_out_dims + lpc_order``.
 
         mel [B, n_mels, frames] (frames * hop >= num_samples); edges are padded by repeating the
-        first/last frame ``pad`` times. Unconditioned models get an empty [batch, T, 0] tensor.
+        first/last frame ``pad`` times. ``start_phase`` [B]: the source's phase at sample 0 (default 0,
+        as generation). Unconditioned models get an empty [batch, T, 0] tensor.
         """
         if not self.n_mels:
             ref = next(self.parameters())
             return ref.new_zeros(batch, num_samples, 0)
         mel_up, aux = self.upsample(self.padded_mel(mel, num_samples))
-        parts = [mel_up[:, :num_samples], aux[:, :num_samples]]
+        parts = [mel_up[:, :num_samples]]
+        if self.config.pitch_inputs:
+            parts.append(self.source_inputs(mel, num_samples, start_phase).to(mel_up.dtype))
+        parts.append(aux[:, :num_samples])
         if self.lpc_order:
             parts.append(self.sample_lpc(mel, 0, num_samples).to(mel_up.dtype))
         return torch.cat(parts, dim=-1)
+
+    def source_inputs(self, mel: Tensor, num_samples: int, start_phase: Tensor | None = None) -> Tensor:
+        """The pitch-locked source of samples [0, num_samples): mel [B, n_mels, frames] ->
+        [B, num_samples, SOURCE_FEATURES] float32 (``audio.pitch.SourceTrack``)."""
+        with torch.autocast(mel.device.type, enabled=False):
+            return SourceTrack(mel.detach().float(), self.profile, start_phase).features(0, num_samples)
+
+    def _aligned_source_phase(self, mel: Tensor, excitation: Tensor) -> Tensor:
+        """For training and held-out losses: per segment, the start phase [B] that puts the strongest
+        excitation sample [B, T] among the voiced ones (voicing > 0.5) on phase 0; a segment without
+        voiced samples gets a random one."""
+        b, t = excitation.shape
+        with torch.autocast(mel.device.type, enabled=False):
+            track = SourceTrack(mel.detach().float(), self.profile)
+            raw = track.phases(t)  # [B, T] from phase 0
+            voiced = track.features(0, t)[..., 2] > 0.5
+        score = excitation.detach().abs().to(raw.dtype) * voiced
+        peak = score.argmax(dim=-1, keepdim=True)
+        aligned = -raw.gather(-1, peak).squeeze(-1)
+        random = (torch.rand(b, dtype=raw.dtype, device=raw.device) * 2.0 - 1.0) * math.pi
+        return torch.where(voiced.any(dim=-1), aligned, random)
 
     def padded_mel(self, mel: Tensor | None, num_samples: int) -> Tensor:
         """``mel`` [B, n_mels, frames] checked (present, shaped, covering ``num_samples``) and padded by
@@ -449,29 +523,56 @@ class WaveRNN(WaveformModel):
         f_prev = torch.cat([f_in.new_full((b, 1), float(table[start % 256])), f_in[:, :-1]], dim=1)
         return self._dual_sequence(torch.stack([c_prev, f_prev, c_in], dim=-1), cond)
 
-    def _lpc_teacher_forced(self, audio: Tensor, mel: Tensor) -> tuple[Tensor, Tensor]:
+    def _lpc_teacher_forced(self, audio: Tensor, mel: Tensor, align_source: bool = False) -> tuple[Tensor, Tensor]:
         """LPC model, teacher forced on real audio [B, T]: (logits [B, T, K], excitation classes [B, T]).
 
         ``s`` = the pre-emphasised audio, ``p`` its prediction from the frame's coefficients and the
         real past of ``s``, the target the mu-law class of ``e = s - p``; the inputs at ``t`` are
         ``[compand(s_{t-1}), compand(p_t), class input of e_{t-1}]`` (the first step sees 0, 0 and the
-        class of 0.0), as generation feeds them.
+        class of 0.0), as generation feeds them. ``align_source`` (``training_loss``: training and
+        held-out losses) starts a pitch model's source at the phase that puts the segment's strongest
+        voiced excitation on phase 0 (``_aligned_source_phase``), where generation's pulses are; without
+        it the source starts at phase 0, as in generation.
         """
         b, t = audio.shape
         cond = self.conditioning(mel, t, batch=b)
-        nm, a = self.n_mels, self.aux_dims
+        nm, a = self.mel_dims, self.aux_dims
         coef = cond[..., nm + 4 * a :]
         s = preemphasise(audio.float()).clamp(-1.0, 1.0)
         p = predict(s, coef)
-        q = self.encode(s - p)
+        q = past = self.encode(s - p)
+        if align_source and self.config.pitch_inputs:
+            source = self.source_inputs(mel, t, self._aligned_source_phase(mel, s - p)).to(cond.dtype)
+            cond = torch.cat([cond[..., : self.n_mels], source, cond[..., nm:]], dim=-1)
+        if self.training and self.config.noise_injection > 0:
+            s, p, past, q = self._noisy_past(s, p, q, coef)
         table = self.class_inputs()
         s_prev = torch.cat([s.new_zeros(b, 1), s[:, :-1]], dim=1)
-        e_prev = torch.cat([table.new_full((b, 1), float(table[self.start_class])), table[q][:, :-1]], dim=1)
+        e_prev = torch.cat([table.new_full((b, 1), float(table[self.start_class])), table[past][:, :-1]], dim=1)
         inputs = torch.stack([compand(s_prev, self.config.bits), compand(p, self.config.bits), e_prev], dim=-1)
         return self._mulaw_sequence(inputs, cond[..., : nm + 4 * a]), q
 
+    def _noisy_past(self, s: Tensor, p: Tensor, q: Tensor, coef: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Noise injection (``config.noise_injection``): clean signal ``s`` [B, T], its prediction ``p`` and
+        excitation classes ``q`` -> (the noisy past ``s~`` [B, T], its prediction ``p~``, the classes
+        ``encode(s~ - p~)`` the network sees as its previous draws, and the target classes
+        ``encode(s - p~)``; all [B, T]).
+
+        Laplacian noise (scale uniform in [0, noise_injection] classes per segment, rounded to whole
+        classes) moves each excitation class; ``s~ = s + decode(q + noise) - (s - p)``, i.e. each sample
+        carries the error of a draw that missed the clean excitation, as a generated past does. The
+        target is the excitation that brings the next sample back to the clean signal from ``p~``.
+        """
+        b = s.shape[0]
+        scale = torch.rand(b, 1, device=s.device) * self.config.noise_injection
+        noise = torch.distributions.Laplace(0.0, 1.0).sample(s.shape).to(s.device) * scale
+        noisy_classes = (q + torch.round(noise).long()).clamp(0, self.config.classes - 1)
+        s_noisy = (p + self.decode(noisy_classes)).clamp(-1.0, 1.0)
+        p_noisy = predict(s_noisy, coef)
+        return s_noisy, p_noisy, self.encode(s_noisy - p_noisy), self.encode(s - p_noisy)
+
     def _split_cond(self, cond: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        nm, a = self.n_mels, self.aux_dims
+        nm, a = self.mel_dims, self.aux_dims
         return cond[..., :nm], *(cond[..., nm + i * a : nm + (i + 1) * a] for i in range(4))
 
     def _mulaw_sequence(self, prev: Tensor, cond: Tensor) -> Tensor:
@@ -731,7 +832,7 @@ class WaveRNN(WaveformModel):
 
     def _plain_step(self, x: Tensor, cond_t: Tensor, h1: Tensor, h2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One unbatched step of the single-softmax network through the nn modules: x [n_in] sample
-        inputs, cond_t [n_mels + 4 * aux_dims (+ lpc_order)] this step's conditioning, h1 / h2 [1, 1, R]
+        inputs, cond_t [mel_dims + 4 * aux_dims (+ lpc_order)] this step's conditioning, h1 / h2 [1, 1, R]
         -> (logits [1, K], new h1, new h2)."""
         r = self.config.rnn_dims
         mel_t, a0, a1, a2, a3 = self._split_cond(cond_t)
@@ -763,7 +864,7 @@ class WaveRNN(WaveformModel):
         history = cond.new_zeros(order)  # s_{t-1} ... s_{t-order}
         e_in = table[start].view(1)
         signal = cond.new_zeros(cond.shape[0])
-        rows = self.n_mels + 4 * self.aux_dims
+        rows = self.mel_dims + 4 * self.aux_dims
         for t in range(cond.shape[0]):
             p = (history * cond[t, rows:]).sum()
             x = torch.cat([compand(torch.stack([history[0], p]), bits), e_in])
@@ -825,8 +926,9 @@ class ConditioningSource:
         if model.n_mels:
             self.padded = model.padded_mel(mel, total)[:1]
             self.mel = mel[:1]
-        self.channels = model.n_mels + (model.config.res_out_dims if model.n_mels else 0) + model.lpc_order
+        self.channels = model.mel_dims + (model.config.res_out_dims if model.n_mels else 0) + model.lpc_order
         self.lpc_blocks: dict[int, Tensor] = {}
+        self.source = SourceTrack(mel[:1].detach().float(), model.profile) if model.config.pitch_inputs else None
 
     def span(self, start: int, stop: int) -> Tensor:
         """Conditioning of global samples [start, stop) -> [1, stop - start, C]."""
@@ -842,7 +944,10 @@ class ConditioningSource:
         b = min(self.padded.shape[-1], f1 + 2 * pad + COND_CONTEXT_FRAMES)
         mel_up, aux = model.upsample(self.padded[..., a:b])
         lo = start - a * hop
-        parts = [mel_up[:, lo : lo + inside], aux[:, lo : lo + inside]]
+        parts = [mel_up[:, lo : lo + inside]]
+        if self.source is not None:
+            parts.append(self.source.features(start, start + inside).to(mel_up.dtype))
+        parts.append(aux[:, lo : lo + inside])
         if model.lpc_order:
             parts.append(self._sample_lpc(start, start + inside).to(mel_up.dtype))
         out = torch.cat(parts, dim=-1)

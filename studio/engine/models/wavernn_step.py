@@ -133,14 +133,14 @@ class _Stepper:
 class MulawStepper(_Stepper):
     """Single-softmax (mu-law) WaveRNN stepped with precomputed conditioning projections.
 
-    Conditioning layout (last dim): ``[mel_up (n_mels) | aux0 | aux1 | aux2 | aux3]`` (aux each
+    Conditioning layout (last dim): ``[mel_up (+ source): mel_dims | aux0 | aux1 | aux2 | aux3]`` (aux each
     ``a = res_out_dims // 4``). Network: I on [x, mel, aux0]; GRU1 + residual; GRU2 on [., aux1] +
     residual; FC1 on [., aux2] -> ReLU; FC2 on [., aux3] -> ReLU; FC3 -> logits.
     """
 
     def __init__(self, model) -> None:
         cfg = model.config
-        r, f, nm, a = cfg.rnn_dims, cfg.fc_dims, model.n_mels, model.aux_dims
+        r, f, nm, a = cfg.rnn_dims, cfg.fc_dims, model.mel_dims, model.aux_dims
         n_in = model.input_features
         like = model.I.weight
         w_i, b_i = _f64(model.I.weight), _f64(model.I.bias)
@@ -231,7 +231,7 @@ class LpcStepper(MulawStepper):
     def __init__(self, model) -> None:
         super().__init__(model)
         self.order, self.bits = model.lpc_order, model.config.bits
-        self.lpc_rows = model.n_mels + 4 * model.aux_dims
+        self.lpc_rows = model.mel_dims + 4 * model.aux_dims
         self.decode_table = _out(model.decode(torch.arange(model.config.classes, device=model.I.weight.device)), self.input_table)
 
     def project(self, cond: Tensor) -> list[Tensor]:

@@ -127,7 +127,7 @@ def _move_aside(folder: Path) -> None:
         log.info("moved the earlier run %s to %s", folder, target)
 
 
-NETWORK_KINDS = {"lpc_order": 0, "mode": "mulaw"}
+NETWORK_KINDS = {"lpc_order": 0, "mode": "mulaw", "pitch_inputs": False}
 """Config fields (with their defaults) that make another kind of network, not just another size: a run
 folder whose model differs from its recipe in one of them is not continued silently (a plain WaveRNN
 run under the recipe that is now the LPC one). Sizes may differ (tiny CI runs override them)."""
@@ -147,6 +147,19 @@ def _check_same_network(recipe: Recipe, document: dict[str, Any], where: Path) -
         )
 
 
+def _warm_start_changes(recipe: Recipe, run: RecipeRun, shipped: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's settings a warm start from the shipped bundle (card ``shipped``) takes over: the
+    family's ``warm_start_fields`` whose recipe value differs from the bundle's (a recipe that adds the
+    pitch inputs or noise injection applies them to the shipped weights)."""
+    from studio.engine.models.base import get_family
+
+    fields = get_family(recipe.family).model_class.warm_start_fields
+    config = shipped.get("card", {}).get("config", {})
+    wanted = {**recipe.config, **run.config}
+    defaults = {f.name: f.default for f in dataclasses.fields(get_family(recipe.family).config_class)}
+    return {k: wanted[k] for k in fields if k in wanted and config.get(k, defaults.get(k)) != wanted[k]}
+
+
 def plan_options(recipe: Recipe, run: RecipeRun, data: Path, stem: Path, shipped: Path | None) -> tuple[TrainOptions, str]:
     """The ``TrainOptions`` of this run and a phrase saying where it starts from."""
     schedule = recipe.schedule(run.device)
@@ -155,6 +168,7 @@ def plan_options(recipe: Recipe, run: RecipeRun, data: Path, stem: Path, shipped
         raise ValueError(f"steps must be at least 1, got {steps}")
     resume = not run.fresh and _has_training_state(stem)
     init_from = None
+    changes: dict[str, Any] = {}
     start = 0
     if resume:
         _check_same_network(recipe, read_document(stem), stem)
@@ -164,6 +178,9 @@ def plan_options(recipe: Recipe, run: RecipeRun, data: Path, stem: Path, shipped
         init_from = str(shipped)
         start = int(read_document(shipped)["card"].get("training", {}).get("steps", 0) or 0)
         origin = f"warm start from the shipped {shipped.name} (step {start})"
+        changes = _warm_start_changes(recipe, run, read_document(shipped))
+        if changes:
+            origin += " with " + ", ".join(f"{k}={v!r}" for k, v in sorted(changes.items()))
     else:
         origin = "random weights"
     from studio.engine.audio.features import get_profile
@@ -173,7 +190,7 @@ def plan_options(recipe: Recipe, run: RecipeRun, data: Path, stem: Path, shipped
         family=recipe.family,
         data=[str(data)],
         out=str(stem),
-        config={} if (resume or init_from) else {**recipe.config, **run.config},
+        config={} if resume else changes if init_from else {**recipe.config, **run.config},
         profile=recipe.profile,
         steps=start + steps,
         batch=run.batch or schedule.batch,

@@ -224,15 +224,18 @@ def _resume_model(options: TrainOptions, paths: CheckpointPaths) -> tuple[Wavefo
 
 
 def _initial_model(options: TrainOptions, name: str) -> tuple[WaveformModel, dict[str, Any]]:
-    """The model of ``options.init_from`` (weights and config) renamed ``name``, and its card's training record."""
+    """The model of ``options.init_from`` (weights and config, with ``options.config``'s changes to the
+    family's ``warm_start_fields``) renamed ``name``, and its card's training record."""
     from studio.engine.checkpoints import load_model
 
-    if options.config:
-        raise TrainingError("--config cannot change a model started from a checkpoint (--init-from keeps its config)")
     try:
         model = load_model(options.init_from, family=options.family)
     except CheckpointError as exc:
         raise TrainingError(f"cannot start from {options.init_from}: {exc}") from None
+    try:
+        model = model.reconfigured(dict(options.config or {}))
+    except ValueError as exc:
+        raise TrainingError(f"--config cannot change the network of a model started from a checkpoint: {exc}") from None
     if options.profile and options.profile != model.profile.name:
         raise TrainingError(
             f"cannot start from {options.init_from} with --profile {options.profile}: it uses '{model.profile.name}'"
