@@ -1,6 +1,8 @@
 """The LPC configuration of WaveRNN (``lpc_order > 0``): configuration, causality, generation equal to
 teacher forcing on the generated audio, fast stream == plain reconstruction, folding, cancel, checkpoint
-round trip, training on real speech. Tiny models; seconds."""
+round trip, training on real speech; noise injection (training only) and pitch inputs (layout, generation
+== teacher forcing, native == torch == plain, widening a trained model, phase alignment). Tiny models;
+seconds."""
 
 from __future__ import annotations
 
