@@ -76,16 +76,12 @@ def test_logits_depend_only_on_earlier_samples():
     assert (base[0, 91:] - other[0, 91:]).abs().max() > 1e-3
 
 
-def test_generation_equals_teacher_forcing_on_the_generated_audio():
-    """What the step loop draws, teacher forcing on the audio it made must see: the same logits at every
-    step and the drawn classes as its excitation targets -- so training and generation feed the network
-    the same inputs (prediction, previous sample, previous excitation)."""
-    model = lpc_model(seed=1)
-    n, mel = 320, formant_mel(20, seed=1)
+def generate_then_teacher_force(model: WaveRNN, mel: torch.Tensor, n: int):
+    """``n`` samples through the stepper (seeded draws), then teacher forcing (eval mode) on the audio
+    they make: (logits seen per step [n, K], drawn classes [n], pre-emphasised signal [1, n], teacher-forced
+    logits [1, n, K], its targets [1, n])."""
     with torch.inference_mode():
         cond = model.conditioning(mel, n)
-        stepper = model.stepper()
-        assert isinstance(stepper, LpcStepper)
         logits_seen = torch.zeros(n, model.config.classes)
         drawn = torch.zeros(n, dtype=torch.long)
         uniforms = torch.rand(n, generator=torch.Generator().manual_seed(3))
@@ -97,10 +93,21 @@ def test_generation_equals_teacher_forcing_on_the_generated_audio():
             return q
 
         signal = torch.zeros(1, n)
-        list(stepper.run(cond, choose, signal, model.start_class, yield_every=100))
-        assert signal.abs().max() < 0.9 and signal.abs().max() > 1e-3  # nothing clipped, not silent
+        list(model.stepper().run(cond, choose, signal, model.start_class, yield_every=100))
         audio = torch.from_numpy(lpc.deemphasise(signal.numpy().astype(np.float64))[0])
         logits, targets = model._lpc_teacher_forced(audio, mel)
+    return logits_seen, drawn, signal, logits, targets
+
+
+def test_generation_equals_teacher_forcing_on_the_generated_audio():
+    """What the step loop draws, teacher forcing on the audio it made must see: the same logits at every
+    step and the drawn classes as its excitation targets -- so training and generation feed the network
+    the same inputs (prediction, previous sample, previous excitation)."""
+    model = lpc_model(seed=1)
+    n, mel = 320, formant_mel(20, seed=1)
+    assert isinstance(model.stepper(), LpcStepper)
+    logits_seen, drawn, signal, logits, targets = generate_then_teacher_force(model, mel, n)
+    assert signal.abs().max() < 0.9 and signal.abs().max() > 1e-3  # nothing clipped, not silent
     assert torch.equal(targets[0], drawn)
     assert (logits[0] - logits_seen).abs().max() < 2e-3
     assert logits_seen.std() > 0.05
@@ -324,22 +331,7 @@ def test_a_pitch_model_generates_what_teacher_forcing_on_its_audio_sees():
     model = pitch_model(seed=1)
     mel = MelFrontEnd(SPEECH)(torch.from_numpy(voiced_speech())[None])
     n = mel.shape[-1] * SPEECH.hop_length
-    with torch.inference_mode():
-        cond = model.conditioning(mel, n)
-        logits_seen = torch.zeros(n, model.config.classes)
-        drawn = torch.zeros(n, dtype=torch.long)
-        uniforms = torch.rand(n, generator=torch.Generator().manual_seed(3))
-
-        def choose(logits, t, part):
-            logits_seen[t] = logits[0]
-            q = torch.searchsorted(torch.softmax(logits[0], -1).cumsum(-1), uniforms[t : t + 1]).clamp(max=255)
-            drawn[t] = q[0]
-            return q
-
-        signal = torch.zeros(1, n)
-        list(model.stepper().run(cond, choose, signal, model.start_class, yield_every=400))
-        audio = torch.from_numpy(lpc.deemphasise(signal.numpy().astype(np.float64))[0])
-        logits, targets = model._lpc_teacher_forced(audio, mel)
+    logits_seen, drawn, _, logits, targets = generate_then_teacher_force(model, mel, n)
     assert torch.equal(targets[0], drawn)
     assert (logits[0] - logits_seen).abs().max() < 2e-3
 
