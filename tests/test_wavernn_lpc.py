@@ -380,8 +380,9 @@ def test_training_puts_the_excitation_pulses_on_phase_zero():
     coef = model.sample_lpc(mel, 0, audio.shape[1])
     s = lpc.preemphasise(audio).clamp(-1, 1)
     e = s - lpc.predict(s, coef)
-    start = model._aligned_source_phase(mel, e)
+    start, source = model._aligned_source(mel, e)
     phases = pitch.SourceTrack(mel, SPEECH, start).phases(audio.shape[1])
+    assert (source - pitch.SourceTrack(mel, SPEECH, start).features(0, audio.shape[1])).abs().max() < 1e-5
     voiced = pitch.SourceTrack(mel, SPEECH).features(0, audio.shape[1])[..., 2] > 0.5
     for row in range(3):
         strongest = e[row].abs() * voiced[row]

@@ -55,7 +55,7 @@ from torch.func import functional_call
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.lpc import MAX_ORDER, deemphasise, lpc_from_mel, predict, preemphasise
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
-from studio.engine.audio.pitch import SOURCE_FEATURES, SourceTrack
+from studio.engine.audio.pitch import SOURCE_FEATURES, SourceTrack, source_features, wrap
 from studio.engine.models import wavernn_fold as fold
 from studio.engine.models.base import (
     GenerateRequest,
@@ -390,13 +390,13 @@ class WaveRNN(WaveformModel):
         yield from self._generate_unfolded(request, source, generator, temperature, block)
 
     # -- features, classes ------------------------------------------------------------------------
-    def conditioning(self, mel: Tensor | None, num_samples: int, batch: int = 1, start_phase: Tensor | None = None) -> Tensor:
+    def conditioning(self, mel: Tensor | None, num_samples: int, batch: int = 1) -> Tensor:
         """Per-sample conditioning [B, num_samples, C]: ``[mel_up | source (pitch_inputs) | aux0..aux3 |
         lpc (lpc_order)]``, C = ``mel_dims + res_out_dims + lpc_order``.
 
         mel [B, n_mels, frames] (frames * hop >= num_samples); edges are padded by repeating the
-        first/last frame ``pad`` times. ``start_phase`` [B]: the source's phase at sample 0 (default 0,
-        as generation). Unconditioned models get an empty [batch, T, 0] tensor.
+        first/last frame ``pad`` times; the source starts at phase 0, as in generation. Unconditioned
+        models get an empty [batch, T, 0] tensor.
         """
         if not self.n_mels:
             ref = next(self.parameters())
@@ -404,32 +404,35 @@ class WaveRNN(WaveformModel):
         mel_up, aux = self.upsample(self.padded_mel(mel, num_samples))
         parts = [mel_up[:, :num_samples]]
         if self.config.pitch_inputs:
-            parts.append(self.source_inputs(mel, num_samples, start_phase).to(mel_up.dtype))
+            parts.append(self.source_inputs(mel, num_samples).to(mel_up.dtype))
         parts.append(aux[:, :num_samples])
         if self.lpc_order:
             parts.append(self.sample_lpc(mel, 0, num_samples).to(mel_up.dtype))
         return torch.cat(parts, dim=-1)
 
-    def source_inputs(self, mel: Tensor, num_samples: int, start_phase: Tensor | None = None) -> Tensor:
-        """The pitch-locked source of samples [0, num_samples): mel [B, n_mels, frames] ->
+    def source_inputs(self, mel: Tensor, num_samples: int) -> Tensor:
+        """The pitch-locked source of samples [0, num_samples), from phase 0: mel [B, n_mels, frames] ->
         [B, num_samples, SOURCE_FEATURES] float32 (``audio.pitch.SourceTrack``)."""
         with torch.autocast(mel.device.type, enabled=False):
-            return SourceTrack(mel.detach().float(), self.profile, start_phase).features(0, num_samples)
+            return SourceTrack(mel.detach().float(), self.profile).features(0, num_samples)
 
-    def _aligned_source_phase(self, mel: Tensor, excitation: Tensor) -> Tensor:
+    def _aligned_source(self, mel: Tensor, excitation: Tensor) -> tuple[Tensor, Tensor]:
         """For training and held-out losses: per segment, the start phase [B] that puts the strongest
-        excitation sample [B, T] among the voiced ones (voicing > 0.5) on phase 0; a segment without
-        voiced samples gets a random one."""
+        excitation sample [B, T] among the voiced ones (voicing > 0.5) on phase 0 (a segment without
+        voiced samples gets a random one), and the source from that phase [B, T, SOURCE_FEATURES]
+        (float32), from one pitch track."""
         b, t = excitation.shape
         with torch.autocast(mel.device.type, enabled=False):
             track = SourceTrack(mel.detach().float(), self.profile)
             raw = track.phases(t)  # [B, T] from phase 0
-            voiced = track.features(0, t)[..., 2] > 0.5
+            voicing = track.features(0, t)[..., 2]
+        voiced = voicing > 0.5
         score = excitation.detach().abs().to(raw.dtype) * voiced
         peak = score.argmax(dim=-1, keepdim=True)
         aligned = -raw.gather(-1, peak).squeeze(-1)
         random = (torch.rand(b, dtype=raw.dtype, device=raw.device) * 2.0 - 1.0) * math.pi
-        return torch.where(voiced.any(dim=-1), aligned, random)
+        start = torch.where(voiced.any(dim=-1), aligned, random)
+        return start, source_features(wrap(raw + start.unsqueeze(-1)), voicing)
 
     def padded_mel(self, mel: Tensor | None, num_samples: int) -> Tensor:
         """``mel`` [B, n_mels, frames] checked (present, shaped, covering ``num_samples``) and padded by
@@ -531,7 +534,7 @@ class WaveRNN(WaveformModel):
         ``[compand(s_{t-1}), compand(p_t), class input of e_{t-1}]`` (the first step sees 0, 0 and the
         class of 0.0), as generation feeds them. ``align_source`` (``training_loss``: training and
         held-out losses) starts a pitch model's source at the phase that puts the segment's strongest
-        voiced excitation on phase 0 (``_aligned_source_phase``), where generation's pulses are; without
+        voiced excitation on phase 0 (``_aligned_source``), where generation's pulses are; without
         it the source starts at phase 0, as in generation.
         """
         b, t = audio.shape
@@ -542,7 +545,7 @@ class WaveRNN(WaveformModel):
         p = predict(s, coef)
         q = past = self.encode(s - p)
         if align_source and self.config.pitch_inputs:
-            source = self.source_inputs(mel, t, self._aligned_source_phase(mel, s - p)).to(cond.dtype)
+            source = self._aligned_source(mel, s - p)[1].to(cond.dtype)
             cond = torch.cat([cond[..., : self.n_mels], source, cond[..., nm:]], dim=-1)
         if self.training and self.config.noise_injection > 0:
             s, p, past, q = self._noisy_past(s, p, q, coef)
