@@ -167,11 +167,13 @@ def system_latency_ms(through: dict, *loopbacks: dict) -> float:
     Pass a loopback run from before the session and one from after it: they bracket the session.
 
     PortAudio's estimate is usually within a few ms of the stream's real round trip, but not always
-    (loopback runs have measured 82 and 112 ms with estimates of 355–362 ms, which made the converter
+    (loopback runs have measured 56–112 ms with estimates of 169–362 ms, which made the converter
     look 40–390 ms slower). A share that comes out negative beyond ``ESTIMATE_SLACK_MS`` means that
-    run's estimate is wrong, and the run is left out. When every loopback run, or the through run
-    itself, has a wrong estimate, the plain difference of the measured round trips is used (it keeps
-    the ±10 ms spread of the probe's own streams, but no error of the estimate)."""
+    run's estimate is wrong, and the run is left out. When every loopback run's estimate is wrong but
+    the through run's is not, the server's share is taken as zero (the result reads those few ms high;
+    the probe's own round trip still comes out, which changes by 30–40 ms between streams of one
+    session). Only when the through run's own estimate is wrong is the plain difference of the measured
+    round trips used (it keeps that spread of the probe's own streams, but no error of the estimate)."""
     if not loopbacks:
         raise ValueError("system_latency_ms needs at least one loopback run")
     own = through["round_trip_ms"] - through["device_round_trip_ms"]
@@ -183,9 +185,9 @@ def system_latency_ms(through: dict, *loopbacks: dict) -> float:
             through["round_trip_ms"], through["device_round_trip_ms"],
             ", ".join(f"{run['round_trip_ms']:.0f} vs {run['device_round_trip_ms']:.0f}" for run in loopbacks),
         )
-    if own < -ESTIMATE_SLACK_MS or not trusted:
+    if own < -ESTIMATE_SLACK_MS:
         return through["round_trip_ms"] - sum(run["round_trip_ms"] for run in loopbacks) / len(loopbacks)
-    return own - sum(trusted) / len(trusted)
+    return own - (sum(trusted) / len(trusted) if trusted else 0.0)
 
 
 def measure(seconds: float = 3.0, rate: int = PROBE_RATE, save_to: str | None = None, attempts: int = DEFAULT_ATTEMPTS) -> dict:
