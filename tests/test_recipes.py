@@ -120,6 +120,7 @@ def test_speech_recipe_end_to_end_then_resume_then_warm_start(speech_set, tmp_pa
     model = load_model(bundle, family="wavernn")
     card = model.card()
     assert card.config["rnn_dims"] == 16 and card.profile.name == "speech16k" and card.conditioning == "mel"
+    assert card.config["spectral_projection"] == recipe.config["spectral_projection"] == 64
     assert card.provenance["recipe"] == "speech-wavernn" and card.training["steps"] == 2
     assert card.training["data"]["train_files"] == 3 and card.training["data"]["heldout_files"] == ["ru_0829.flac"]
     assert set(card.metrics["model"]) >= {"lsd", "mrstft"} and set(card.metrics["griffin_lim"]) >= {"lsd", "mrstft"}
@@ -162,6 +163,22 @@ def test_a_recipe_that_adds_pitch_inputs_warm_starts_the_shipped_model_with_them
     run_recipe(without, tiny_run(tmp_path, speech_set, config=TINY_WAVERNN, fresh=True))
     with pytest.raises(ValueError, match=r"pitch_inputs=False \(recipe: True\)"):
         run_recipe(with_pitch, tiny_run(tmp_path, speech_set))
+
+
+def test_a_resumed_run_exports_the_generation_settings_the_recipe_has_now(speech_set, tmp_path):
+    """A run state made before the recipe set its spectral projection and temperature is resumed as it
+    is (they change no weight), and the bundle it exports generates as the recipe says now."""
+    torch.set_num_threads(1)
+    recipe = get_recipe("speech-wavernn")
+    before = dataclasses.replace(recipe, config={**recipe.config, "spectral_projection": None, "sampling_temperature": 1.0})
+    run_recipe(before, tiny_run(tmp_path, speech_set, config=TINY_WAVERNN))
+    bundle = tmp_path / "models" / "speech-wavernn"
+    assert load_model(bundle).config.spectral_projection is None
+    result = run_recipe(recipe, tiny_run(tmp_path, speech_set, export_worse=True))
+    assert result.started_from.startswith("resumed")
+    model = load_model(bundle)
+    assert model.config.spectral_projection == 64 and model.config.sampling_temperature == 0.9
+    assert model.config.rnn_dims == 16 and model.card().training["steps"] == 4
 
 
 @pytest.mark.slow

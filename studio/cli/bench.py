@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch intra-op threads for the run (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, latents and sampling (default: 0)")
+    parser.add_argument("--projection", type=int, default=None, metavar="N",
+                        help="also run each case with the spectral projection of N passes after the first, beside the "
+                        "case without it (the plain cases always run without: a bundled model's own setting is off)")
     parser.add_argument("--gui", action="store_true",
                         help="also measure the window's event-loop latency while the first family's default model "
                         "vocodes and plays (offscreen unless QT_QPA_PLATFORM says otherwise; needs a sound output)")
@@ -58,7 +61,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         options = BenchOptions(
             families=families, size=args.size, device=args.device, seconds=args.seconds,
             baseline_budget_s=args.baseline_budget, threads=args.threads, seed=args.seed,
-            cases=tuple(dict.fromkeys(args.case)) if args.case else (),
+            cases=tuple(dict.fromkeys(args.case)) if args.case else (), projection=args.projection,
         )
     except (ValueError, RuntimeError) as exc:
         raise CliError(str(exc)) from None

@@ -54,6 +54,7 @@ from studio.ui.widgets.vscroll import VerticalScrollArea
 from studio.workers.base import FunctionWorker, Worker, describe_error, start_worker, wait_for_workers
 from studio.workers.generation import (
     DISTRIBUTION_STRIDE,
+    PROJECTION_OPTION,
     GenerationJob,
     GenerationWorker,
     block_size_for,
@@ -792,7 +793,8 @@ class MainWindow(QMainWindow):
         )
         self.models_panel.details.setHtml(card_html(card, loaded.path))
         self.generate_panel.set_model(
-            card.name, card.family, model.conditioned, card.sample_rate, loaded.device, denoise=model.supports_denoise
+            card.name, card.family, model.conditioned, card.sample_rate, loaded.device, denoise=model.supports_denoise,
+            projection=getattr(model.config, "spectral_projection", None),
         )
         self.generate_panel.device.setCurrentText(loaded.device)
         self.status_model.setText(f"{card.name} · {loaded.device.upper()}")
@@ -847,6 +849,7 @@ class MainWindow(QMainWindow):
             denoise=params.denoise,
             device=params.device if params.device in available_devices() else self.model.device,
             block_size=block_size_for(model),
+            options={} if params.projection == "model" else {PROJECTION_OPTION: params.projection},
         )
         classes = distribution_classes(model) if params.show_distribution else 0
         if classes:

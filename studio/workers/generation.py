@@ -24,7 +24,11 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Signal
 
-from studio.engine.models.generation_settings import GenerationSettings
+from studio.engine.models.generation_settings import (  # noqa: F401 - the projection's names, for the window
+    DEFAULT_PROJECTION,
+    PROJECTION_OPTION,
+    GenerationSettings,
+)
 from studio.workers.base import Worker
 
 log = logging.getLogger(__name__)

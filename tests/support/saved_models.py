@@ -24,9 +24,10 @@ def save_tiny_wavenet(models_folder: Path) -> str:
     return str(models_folder / "tiny-wavenet")
 
 
-def save_tiny_waveglow(models_folder: Path, name: str, lpc_order: int = 0) -> str:
+def save_tiny_waveglow(models_folder: Path, name: str, lpc_order: int = 0, projection: int | None = None) -> str:
     """Save an untrained two-flow WaveGlow ``name`` (speech16k profile; over the excitation of an
-    order-``lpc_order`` linear prediction when > 0) in ``models_folder``; returns the checkpoint's path."""
+    order-``lpc_order`` linear prediction when > 0; with ``projection`` passes of spectral projection
+    as its own setting) in ``models_folder``; returns the checkpoint's path."""
     from studio.engine.audio.features import PRESETS
     from studio.engine.checkpoints import save_checkpoint
     from studio.engine.models.base import build_model
@@ -34,7 +35,7 @@ def save_tiny_waveglow(models_folder: Path, name: str, lpc_order: int = 0) -> st
     profile = PRESETS["speech16k"]
     config = dict(
         n_mels=profile.n_mels, n_flows=2, n_group=8, n_early_every=2, n_early_size=2, wn_layers=2, wn_channels=8,
-        wn_kernel_size=3, upsample_window=profile.hop_length, lpc_order=lpc_order,
+        wn_kernel_size=3, upsample_window=profile.hop_length, lpc_order=lpc_order, spectral_projection=projection,
     )
     model = build_model("waveglow", config, profile)
     model.name = name

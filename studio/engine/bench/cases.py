@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from studio.engine.audio import lpc
-from studio.engine.models.base import GenerateRequest, WaveformModel
+from studio.engine.models.base import PROJECTION_OPTION, GenerateRequest, WaveformModel
 
 AUTOREGRESSIVE_BLOCK = 256
 """Samples per yielded block of the autoregressive families (what the studio's generation worker asks)."""
@@ -94,9 +94,20 @@ def supports_option(model: WaveformModel, name: str) -> bool:
     return name in getattr(type(model), "STREAM_OPTIONS", ())
 
 
-def cases_for(model: WaveformModel, device: str = "cpu") -> list[Case]:
+def cases_for(model: WaveformModel, device: str = "cpu", projection: int | None = None) -> list[Case]:
     """The cases the benchmark runs for ``model``'s family on ``device`` (on CUDA WaveGlow also runs
-    in float16 autocast, its ``fp16`` stream option)."""
+    in float16 autocast, its ``fp16`` stream option); with ``projection`` each case also runs with
+    that spectral projection (``NAME+projection``; the plain cases run with it off)."""
+    cases = _family_cases(model, device)
+    if projection is None:
+        return cases
+    return [variant for case in cases for variant in (case, dataclasses.replace(
+        case, name=f"{case.name}+projection", description=f"{case.description}; spectral projection, {projection} passes after the first",
+        options={**case.options, PROJECTION_OPTION: projection},
+    ))]
+
+
+def _family_cases(model: WaveformModel, device: str) -> list[Case]:
     family = model.family
     if family == "wavenet":
         cases = [
@@ -138,5 +149,5 @@ def request_for(case: Case, mel: np.ndarray, num_samples: int, seed: int, device
     """The ``GenerateRequest`` of a fast run of ``case``."""
     return dataclasses.replace(
         GenerateRequest(mel=mel, num_samples=num_samples, seed=seed, device=device, block_size=case.block_size),
-        options={**case.options, **options},
+        options={PROJECTION_OPTION: None, **case.options, **options},  # a bundled model's own projection is off
     )

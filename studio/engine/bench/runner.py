@@ -36,7 +36,8 @@ SCHEMA_VERSION = 1
 class BenchOptions:
     """What to run. seconds: audio per fast run; baseline_budget_s: wall time a baseline may take (about);
     threads: torch intra-op threads for the whole run (None = torch's default); cases: run only the
-    cases of these names (``single``, ``folded``, ``parallel``, ``parallel-fp16``; empty = all)."""
+    cases of these names (``single``, ``folded``, ``parallel``, ``parallel-fp16``; empty = all);
+    projection: also run each case with this spectral projection (passes after the first; None = not)."""
 
     families: tuple[str, ...] = FAMILIES
     size: str = "reference"
@@ -46,6 +47,7 @@ class BenchOptions:
     threads: int | None = None
     seed: int = 0
     cases: tuple[str, ...] = ()
+    projection: int | None = None
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.families if f not in FAMILIES]
@@ -57,6 +59,10 @@ class BenchOptions:
             raise ValueError(f"seconds must be a positive number, got {self.seconds}")
         if not self.baseline_budget_s > 0:
             raise ValueError(f"baseline budget must be > 0 s, got {self.baseline_budget_s}")
+        if self.projection is not None:
+            from studio.engine.audio.projection import check_iterations
+
+            check_iterations(self.projection)
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         dev = torch.device(self.device)
@@ -296,8 +302,8 @@ def run_bench(options: BenchOptions) -> BenchReport:
                 fast = bench_cases.fast_model(model)
                 num_samples = max(1, round(options.seconds * model.sample_rate))
                 mel = mel_for_samples(model, num_samples, options.seed)
-                for case in bench_cases.cases_for(model, options.device):
-                    if options.cases and case.name not in options.cases:
+                for case in bench_cases.cases_for(model, options.device, options.projection):
+                    if options.cases and case.name.removesuffix("+projection") not in options.cases:
                         continue
                     report.cases.append(run_case(model, fast, case, spec, mel, num_samples, options))
                 del model, fast, spec

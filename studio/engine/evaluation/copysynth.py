@@ -62,6 +62,30 @@ class GriffinLimVocoder:
 
 
 @dataclass
+class NoiseProjectionVocoder:
+    """A control for models with a spectral projection: white noise brought to the mel by ``iterations``
+    passes after the first (``audio.projection``), no network. What a model's projected output gains
+    over it is what the network contributes."""
+
+    profile: FeatureProfile
+    iterations: int
+    seed: int = 0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        from studio.engine.audio.projection import check_iterations
+
+        check_iterations(self.iterations)
+        self.name = self.name or f"noise+projection {self.iterations}"
+
+    def synthesise(self, mel: np.ndarray) -> np.ndarray:
+        from studio.engine.audio.projection import project
+
+        noise = np.random.default_rng(self.seed).standard_normal(mel.shape[-1] * self.profile.hop_length) * 0.05
+        return project(noise, mel, self.profile, self.iterations)
+
+
+@dataclass
 class ModelVocoder:
     """A ``WaveformModel`` run through ``stream`` (the interface the studio plays from)."""
 
@@ -70,6 +94,8 @@ class ModelVocoder:
     seed: int = 0
     sigma: float | None = None
     temperature: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    """Request options (``GenerateRequest.options``), e.g. a ``spectral_projection`` override."""
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -83,7 +109,7 @@ class ModelVocoder:
     def synthesise(self, mel: np.ndarray) -> np.ndarray:
         from studio.engine.models.base import GenerateRequest
 
-        request = GenerateRequest(mel=mel, seed=self.seed, device=self.device)
+        request = GenerateRequest(mel=mel, seed=self.seed, device=self.device, options=dict(self.options))
         if self.sigma is not None:
             request.sigma = self.sigma
         if self.temperature is not None:

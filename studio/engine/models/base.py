@@ -16,6 +16,7 @@ token and progress callback are safe to use from another thread.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -32,9 +33,10 @@ from torch import nn
 
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.models.card import ModelCard
-from studio.engine.models.generation_settings import GenerationSettings
+from studio.engine.models.generation_settings import PROJECTION_OPTION, GenerationSettings
 
 log = logging.getLogger(__name__)
+
 
 
 class CancelToken:
@@ -138,7 +140,13 @@ class WaveformModel(nn.Module, ABC):
         return self._reconfigured(changes)
 
     def _reconfigured(self, changes: dict[str, Any]) -> WaveformModel:
-        raise NotImplementedError
+        """A copy built from the changed config with this model's weights, name and card: right for
+        fields that change no weight's shape (generation settings). Families that add inputs override it."""
+        model = type(self)(dataclasses.replace(self.config, **changes), self.profile).to(next(self.parameters()).device)
+        model.load_state_dict(self.state_dict())
+        model.name, model.extra_card = self.name, copy.deepcopy(self.extra_card)
+        model.train(self.training)
+        return model
 
     # -- what a family provides -------------------------------------------------------------
     @property
@@ -223,17 +231,54 @@ class WaveformModel(nn.Module, ABC):
         if not np.all(np.isfinite(mel)):
             raise ValueError("mel holds NaN or Inf values")
 
+    def projection_iterations(self, request: GenerateRequest) -> int | None:
+        """The spectral projection this request gets (``studio.engine.audio.projection``): the request's
+        ``options["spectral_projection"]`` when it has that key (None = off, else 0..MAX_ITERATIONS),
+        else the config's ``spectral_projection`` (None for families and cards without one). Always
+        None without a mel: the projection's targets come from it. ValueError for a bad value."""
+        from studio.engine.audio.projection import check_iterations
+
+        if not self.conditioned:
+            return None
+        options = request.options or {}
+        iterations = options[PROJECTION_OPTION] if PROJECTION_OPTION in options else getattr(self.config, "spectral_projection", None)
+        check_iterations(iterations)
+        return None if iterations is None else int(iterations)
+
     def stream(self, request: GenerateRequest) -> Iterator[np.ndarray]:
         """Yield float32 numpy blocks (1-D, in [-1, 1]) until done or cancelled. See module doc.
 
         An autoregressive family whose config has a ``sampling_temperature`` (a calibration stored with
-        the model, see ``check_sampling_temperature``) samples at ``request.temperature`` times it."""
+        the model, see ``check_sampling_temperature``) samples at ``request.temperature`` times it. A
+        ``projection_iterations`` other than None sends the family's blocks through a
+        ``projection.Projector`` (the same audio as projecting the whole output, yielded about half a
+        second of audio later); when cancelled, the family stops after its current block and the
+        projector's pending output (at most about a second of audio, ~0.1 s of CPU) still comes, so
+        what the network made is kept."""
         calibration = float(getattr(self.config, "sampling_temperature", 1.0))
         if calibration != 1.0:
             request = dataclasses.replace(request, temperature=request.temperature * calibration)
         self.check_mel(request.mel)
+        iterations = self.projection_iterations(request)
         mel_in = request.mel if self.conditioned else None
         total = self.resolve_length(request)
+        blocks = self._family_blocks(request, mel_in, total)
+        if iterations is not None:
+            from studio.engine.audio.projection import Projector, projected
+
+            blocks = projected(blocks, Projector(mel_in, self.profile, iterations, total))
+        done = 0
+        for out in blocks:
+            done += out.shape[0]
+            if request.progress is not None:  # before the yield: a consumer that stops after the
+                request.progress(done, total)  # last block still sees done == total
+            yield out
+            if request.cancelled and iterations is None:
+                return  # (a projection drains: the family stops after its block, the projector's rest follows)
+
+    def _family_blocks(self, request: GenerateRequest, mel_in: np.ndarray | None, total: int) -> Iterator[np.ndarray]:
+        """The family's ``_generate`` as float32 numpy blocks in [-1, 1], cut to ``total`` samples,
+        with seeding, device placement and inference mode; stops after a block once cancelled."""
         device = torch.device(request.device)
         if next(self.parameters()).device != device:
             self.to(device)
@@ -250,8 +295,6 @@ class WaveformModel(nn.Module, ABC):
                     break
                 out = block.detach().float().clamp_(-1.0, 1.0).cpu().numpy().reshape(-1)[: total - done]
                 done += out.shape[0]
-                if request.progress is not None:  # before the yield: a consumer that stops after the
-                    request.progress(done, total)  # last block still sees done == total
                 yield out.astype(np.float32, copy=False)
                 if request.cancelled:
                     return

@@ -7,6 +7,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+PROJECTION_OPTION = "spectral_projection"
+"""``options`` key that overrides a model's ``spectral_projection`` for one generation (None = off,
+0..``audio.projection.MAX_ITERATIONS`` = that many passes after the first)."""
+DEFAULT_PROJECTION = 64
+"""Passes after the first when a projection is asked of a model that has no setting of its own (what the
+bundled speech vocoders ship with; docs/models.md)."""
+
 
 @dataclass(kw_only=True)
 class GenerationSettings:
@@ -21,7 +28,8 @@ class GenerationSettings:
     denoise: strength of the WaveGlow denoiser (0 = off).
     device: "cpu", "cuda" or "cuda:N".
     block_size: about how many samples each yielded block holds (autoregressive families).
-    options: family-specific switches (e.g. {"folded": True} for WaveRNN, {"fp16": True}). Families with
+    options: family-specific switches (e.g. {"folded": True} for WaveRNN, {"fp16": True}), and
+        ``PROJECTION_OPTION`` for any mel-conditioned model. Families with
         ``supports_distribution`` also take ``on_distribution`` (a callback that receives the predicted
         distribution over classes while generating) and ``distribution_stride``; see
         ``studio.engine.models.distribution``.

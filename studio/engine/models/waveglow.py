@@ -28,6 +28,7 @@ from torch.nn.utils import parametrize
 
 from studio.engine.audio import lpc
 from studio.engine.audio.features import FeatureProfile
+from studio.engine.audio.projection import check_model_setting
 from studio.engine.models.base import GenerateRequest, WaveformModel, register_family
 from studio.engine.models.fast_linear import auto_threads, intra_op_threads
 from studio.engine.models.waveglow_denoiser import WaveGlowDenoiser
@@ -83,6 +84,11 @@ class WaveGlowConfig:
     lpc_order: 0 (the flows model the waveform) or the order of the linear prediction computed from the
         mel (``studio.engine.audio.lpc``): the flows then model the prediction's excitation and generation
         runs it through the mel's all-pole filter and de-emphasis (``infer`` returns the excitation).
+    spectral_projection: None (the default: the output as the network and filter make it) or the
+        passes, after the first, that bring the output's mel to the conditioning mel
+        (``studio.engine.audio.projection``; 0 = one pass): a generation setting stored
+        with the model, like the default ``sigma`` of a request; a request's ``options["spectral_projection"]``
+        overrides it. Needs a mel.
     """
 
     n_mels: int = 80
@@ -97,6 +103,7 @@ class WaveGlowConfig:
     upsample_align: str = "center"
     sigma: float = 1.0
     lpc_order: int = 0
+    spectral_projection: int | None = None
 
     def __post_init__(self) -> None:
         positive = ("n_mels", "n_flows", "n_group", "n_early_every", "wn_layers", "wn_channels", "upsample_window")
@@ -115,6 +122,7 @@ class WaveGlowConfig:
         if not isinstance(self.lpc_order, int) or not 0 <= self.lpc_order <= MAX_LPC_ORDER:
             raise ValueError(f"WaveGlowConfig.lpc_order must be in 0..{MAX_LPC_ORDER} (0 = no linear prediction), "
                              f"got {self.lpc_order!r}")
+        check_model_setting(self.spectral_projection, self.n_mels)
         channels = self.channels_per_flow()
         bad = [(k, c) for k, c in enumerate(channels) if c < 2 or c % 2]
         if bad:
@@ -148,6 +156,7 @@ class WaveGlow(WaveformModel):
 
     family = "waveglow"
     config_class = WaveGlowConfig
+    warm_start_fields = ("spectral_projection",)
     STREAM_OPTIONS = ("chunk_frames", "overlap_frames", "fp16", "threads")
 
     def __init__(self, config: WaveGlowConfig, profile: FeatureProfile) -> None:

@@ -50,6 +50,7 @@ from torch import nn
 from studio.engine.audio import lpc
 from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
+from studio.engine.audio.projection import check_model_setting
 from studio.engine.models.base import (
     GenerateRequest,
     WaveformModel,
@@ -107,6 +108,11 @@ class WaveNetConfig:
     draws through the mel's all-pole filter and de-emphasis, so the envelope comes from DSP (mel only).
     sampling_temperature: the temperature a request's 1.0 stands for (a calibration stored with the
     model, ``base.check_sampling_temperature``; 1.0 = the trained distribution).
+    spectral_projection: None (the default: the output as the network and filter make it) or the
+    passes, after the first, that bring the output's mel to the conditioning mel
+    (``studio.engine.audio.projection``; 0 = one pass): a generation setting stored
+    with the model, like ``sampling_temperature``; a request's ``options["spectral_projection"]``
+    overrides it. Needs a mel.
     """
 
     kernel_size: int = 2
@@ -126,6 +132,7 @@ class WaveNetConfig:
     dropout: float = 0.0
     lpc_order: int = 0
     sampling_temperature: float = 1.0
+    spectral_projection: int | None = None
 
     def __post_init__(self) -> None:
         # JSON round trips turn the tuple into a list
@@ -156,6 +163,7 @@ class WaveNetConfig:
             raise ValueError(f"speaker_dim must be at least 1 with n_speakers={self.n_speakers}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_model_setting(self.spectral_projection, self.n_mels)
         check_sampling_temperature(self.sampling_temperature)
         if not 0 <= self.lpc_order <= MAX_LPC_ORDER:
             raise ValueError(f"lpc_order must be in 0..{MAX_LPC_ORDER} (0 = no linear prediction), got {self.lpc_order}")
@@ -281,6 +289,7 @@ class WaveNet(WaveformModel):
 
     family = "wavenet"
     config_class = WaveNetConfig
+    warm_start_fields = ("sampling_temperature", "spectral_projection")
     STREAM_OPTIONS = (
         "speaker", "plain", "folded", "fold_length", "fold_overlap", "fold_batch", "threads", "native",
         "on_distribution", "distribution_stride",

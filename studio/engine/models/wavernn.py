@@ -56,6 +56,7 @@ from studio.engine.audio.features import FeatureProfile
 from studio.engine.audio.lpc import MAX_ORDER, deemphasise, lpc_from_mel, predict, preemphasise
 from studio.engine.audio.mulaw import mulaw_decode, mulaw_encode
 from studio.engine.audio.pitch import SOURCE_FEATURES, SourceTrack, source_features, wrap
+from studio.engine.audio.projection import check_model_setting
 from studio.engine.models import wavernn_fold as fold
 from studio.engine.models.base import (
     GenerateRequest,
@@ -151,6 +152,11 @@ class WaveRNNConfig:
         against the prediction from that noisy past, so the network learns to steer back from the
         errors its own draws make when it generates. 0 = plain teacher forcing. Held-out losses are
         always computed without it.
+    spectral_projection: None (the default: the output as the network and filter make it) or the
+        passes, after the first, that bring the output's mel to the conditioning mel
+        (``studio.engine.audio.projection``; 0 = one pass): a generation setting stored
+        with the model, like ``sampling_temperature``; a request's ``options["spectral_projection"]``
+        overrides it. Needs a mel.
     """
 
     mode: str = "mulaw"
@@ -167,6 +173,7 @@ class WaveRNNConfig:
     sampling_temperature: float = 1.0
     noise_injection: float = 0.0
     pitch_inputs: bool = False
+    spectral_projection: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
@@ -182,6 +189,7 @@ class WaveRNNConfig:
             raise ValueError(f"dual mode splits the GRU state in two halves: rnn_dims must be even, got {self.rnn_dims}")
         if self.n_mels < 0:
             raise ValueError(f"n_mels must be >= 0 (0 = unconditional), got n_mels={self.n_mels}")
+        check_model_setting(self.spectral_projection, self.n_mels)
         check_sampling_temperature(self.sampling_temperature)
         if not 0.0 <= self.noise_injection <= 2 ** (self.bits - 1):
             raise ValueError(
@@ -316,7 +324,7 @@ class WaveRNN(WaveformModel):
         self.extra_card["description"] = f"WaveRNN ({kind}, {r}-unit GRU)"
 
     # -- interface ------------------------------------------------------------------------------
-    warm_start_fields = ("noise_injection", "pitch_inputs", "sampling_temperature")
+    warm_start_fields = ("noise_injection", "pitch_inputs", "sampling_temperature", "spectral_projection")
 
     def _reconfigured(self, changes: dict) -> WaveRNN:
         """See ``WaveformModel.reconfigured``. ``pitch_inputs`` False -> True inserts the source's

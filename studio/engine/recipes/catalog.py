@@ -37,6 +37,7 @@ RECIPES: dict[str, Recipe] = {
                 "mode": "mulaw", "bits": 8, "rnn_dims": 128, "fc_dims": 128, "res_blocks": 2,
                 "compute_dims": 32, "res_out_dims": 32, "pad": 2, "lpc_order": 16,
                 "sampling_temperature": 0.9,  # measured on the held-out speech (docs/models.md)
+                "spectral_projection": 64,  # the output's mel brought to the input's (docs/models.md)
             },
             dataset="festvox-ru",
             cpu=DeviceSchedule(batch=32, segment_hops=4, steps=2000, lr=2e-3, warmup_steps=20),
@@ -52,6 +53,7 @@ RECIPES: dict[str, Recipe] = {
             config={
                 "n_flows": 6, "n_group": 8, "n_early_every": 2, "n_early_size": 2, "wn_layers": 4,
                 "wn_channels": 32, "wn_kernel_size": 3, "upsample_window": 200, "lpc_order": 16,
+                "spectral_projection": 64,  # the output's mel brought to the input's (docs/models.md)
             },
             dataset="festvox-ru",
             cpu=DeviceSchedule(batch=4, segment_hops=10, steps=3000, lr=1e-3, warmup_steps=50),
@@ -68,6 +70,7 @@ RECIPES: dict[str, Recipe] = {
                 "kernel_size": 2, "layers": 10, "dilation_cycle": 10, "residual_channels": 32,
                 "gate_channels": 64, "skip_channels": 64, "mu_bits": 8, "cond_channels": 32, "lpc_order": 16,
                 "sampling_temperature": 0.9,  # measured on the held-out speech (docs/models.md)
+                "spectral_projection": 64,  # the output's mel brought to the input's (docs/models.md)
             },
             dataset="festvox-ru",
             cpu=DeviceSchedule(batch=8, segment_hops=20, steps=400, lr=2e-3, warmup_steps=20),

@@ -278,10 +278,17 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+GENERATION_SETTINGS = ("sampling_temperature", "spectral_projection")
+"""Config fields that change how a model generates, not its weights: a bundle always takes the recipe's."""
+
+
 def export_bundle(recipe: Recipe, run_stem: Path, target: Path, scores: dict[str, Any], origin: str) -> dict[str, int]:
     """Write the run's final weights as the fp16 bundle ``target`` (NAME.safetensors + NAME.json) with
     its card: description, provenance (the recipe), training record, metrics. Returns file sizes."""
     model = load_model(run_stem, family=recipe.family)
+    settings = {k: v for k, v in recipe.config.items() if k in GENERATION_SETTINGS and getattr(model.config, k, None) != v}
+    if settings:  # a run resumed from before the recipe changed how its model generates
+        model = model.reconfigured(settings)
     model.name = recipe.name
     training = dict(model.extra_card.get("training", {}))
     data = dict(training.get("data", {}))
