@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 from support.tiny_training import TINY_WAVEGLOW, TINY_WAVENET, make_speech_folder, tiny_options
 
-from studio.engine.audio.features import PRESETS
+from studio.engine.audio.features import PRESETS, compute_mel
 from studio.engine.checkpoints import load_model, save_checkpoint
 from studio.engine.models.base import GenerateRequest, build_model
 from studio.engine.train.loop import train
@@ -175,6 +175,21 @@ def test_vocode_resynthesizes_a_file_at_the_models_rate(setup, tmp_path):
     n_in = sf.info(source).frames  # espeak writes 22050 Hz, the model's rate
     assert sr == 22050 and abs(audio.shape[0] - n_in) <= 256
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+    # the untrained flow's noise, brought to the file's mel by the spectral projection on request
+    projected_wav = tmp_path / "projected.wav"
+    out = studio(setup, "vocode", str(source), "--model", "glow", "--out", str(projected_wav), "--sigma", "0.5",
+                 "--projection", "4")
+    assert out.returncode == 0, out.stderr
+    original, _ = sf.read(source, dtype="float32")
+    projected, _ = sf.read(projected_wav, dtype="float32")
+
+    def mel_error(made: np.ndarray) -> float:
+        n = min(made.size, original.size)
+        return float(np.abs(compute_mel(made[:n], PRESETS["waveglow"]) - compute_mel(original[:n], PRESETS["waveglow"])).mean())
+
+    assert mel_error(projected) < 0.5 * mel_error(audio), (mel_error(projected), mel_error(audio))
+    out = studio(setup, "vocode", str(source), "--model", "glow", "--out", str(projected_wav), "--projection", "many")
+    assert out.returncode == 2 and "'off' or a number of passes" in out.stderr
     # a mel saved as .npy drives generate the same way
     mel = np.zeros((80, 4), np.float32) - 5
     np.save(tmp_path / "mel.npy", mel)

@@ -249,6 +249,25 @@ def test_studio_eval_scores_a_checkpoint_through_stream_against_griffin_lim(eval
     assert "1 utterances" in out.stdout
 
 
+def test_studio_eval_scores_the_noise_projection_control_and_a_projection_override(speech, tmp_path, capsys):
+    """``--noise-projection N`` adds white noise brought to the mel (no network): far closer to the
+    original than noise, as close as Griffin-Lim here; ``--projection`` is checked and needs a model."""
+    _, _, path = speech
+    out = _run_studio(capsys, "eval", "--model", "griffin-lim", "--profile", "speech16k", "--data", str(path),
+                      "--noise-projection", "8", "--metrics", "lsd", "--no-original", "--no-reference", "--json")
+    assert out.returncode == 0, out.stderr
+    systems = json.loads(out.stdout)["systems"]
+    assert set(systems) == {"noise+projection 8", "griffin-lim"}
+    assert systems["noise+projection 8"]["lsd"] < 1.2 * systems["griffin-lim"]["lsd"], systems
+    out = _run_studio(capsys, "eval", "--model", "griffin-lim", "--data", str(path), "--projection", "8")
+    assert out.returncode == 2 and "griffin-lim has none" in out.stderr
+    with pytest.raises(SystemExit) as refused:  # argparse's own refusal
+        _run_studio(capsys, "eval", "--model", "speech-wavenet", "--data", str(path), "--projection", "lots")
+    assert refused.value.code == 2 and "'off' or a number of passes" in capsys.readouterr().err
+    out = _run_studio(capsys, "eval", "--model", "griffin-lim", "--data", str(path), "--noise-projection", "-3")
+    assert out.returncode == 2 and "--noise-projection" in out.stderr
+
+
 def test_studio_eval_errors_are_one_line(tmp_path, capsys):
     out = _run_studio(capsys, "eval", "--model", "griffin-lim", "--data", str(tmp_path / "missing"))
     assert out.returncode == 2 and "no such file or folder" in out.stderr

@@ -18,7 +18,7 @@ import json
 import sys
 
 from studio.cli import CliError
-from studio.cli.models import load_model_arg, parse_device
+from studio.cli.models import PROJECTION_HELP, load_model_arg, parse_device, projection_arg
 
 GRIFFIN_LIM_NAMES = ("griffin-lim", "griffinlim", "gl")
 
@@ -50,9 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the model and of Griffin-Lim's phase")
     p.add_argument("--sigma", type=float, help="latent standard deviation of flow models (default: the model's)")
     p.add_argument("--temperature", type=float, help="sampling temperature of autoregressive models")
-    p.add_argument("--projection", metavar="N|off",
-                   help="spectral projection of the model's output (its mel brought to the input mel band by band, "
-                   "keeping its phase): N passes after the first (0 = one pass), or 'off' (default: the model's own setting)")
+    p.add_argument("--projection", type=projection_arg, metavar="N|off", help=PROJECTION_HELP)
     p.add_argument("--noise-projection", type=int, metavar="N",
                    help="also score white noise brought to the mel by the spectral projection (N passes after the "
                    "first): the projection's own result without a network, the control for a projected model")
@@ -60,24 +58,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--write", metavar="DIR", help="also save every resynthesis as DIR/<system>/<utterance>.wav")
     p.add_argument("--json", action="store_true", help="print the whole run (means and per-utterance scores) as JSON")
     p.set_defaults(handler=run_eval)
-
-
-def projection_options(value: str | None) -> dict:
-    """``--projection`` as request options: {} (the model's setting), or its override; CliError when bad."""
-    from studio.engine.audio.projection import MAX_ITERATIONS
-    from studio.engine.models.base import PROJECTION_OPTION
-
-    if value is None:
-        return {}
-    if value.strip().lower() == "off":
-        return {PROJECTION_OPTION: None}
-    try:
-        iterations = int(value)
-    except ValueError:
-        iterations = -1
-    if not 0 <= iterations <= MAX_ITERATIONS:
-        raise CliError(f"--projection {value}: give 'off' or a number of passes in 0..{MAX_ITERATIONS}")
-    return {PROJECTION_OPTION: iterations}
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -112,7 +92,7 @@ def run_eval(args: argparse.Namespace) -> int:
         try:
             vocoders.append(copysynth.ModelVocoder(
                 model, device=device, seed=args.seed, sigma=args.sigma, temperature=args.temperature,
-                options=projection_options(args.projection),
+                options=dict(args.projection or {}),
             ))
         except ValueError as exc:
             raise CliError(str(exc)) from None

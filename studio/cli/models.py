@@ -83,12 +83,34 @@ def _finite_non_negative(flag: str):
     return parse
 
 
+def projection_arg(text: str) -> dict:
+    """``--projection N|off`` as request options: ``{PROJECTION_OPTION: N}`` or ``{...: None}`` (argparse
+    type; the flag's absence leaves the model's own setting)."""
+    from studio.engine.audio.projection import MAX_ITERATIONS
+    from studio.engine.models.generation_settings import PROJECTION_OPTION
+
+    if text.strip().lower() == "off":
+        return {PROJECTION_OPTION: None}
+    try:
+        passes = int(text)
+    except ValueError:
+        passes = -1
+    if not 0 <= passes <= MAX_ITERATIONS:
+        raise argparse.ArgumentTypeError(f"give 'off' or a number of passes in 0..{MAX_ITERATIONS}, got {text!r}")
+    return {PROJECTION_OPTION: passes}
+
+
+PROJECTION_HELP = ("spectral projection of a vocoder's output (its mel brought to the input mel band by band, "
+                   "keeping its phase): N passes after the first (0 = one pass), or 'off' (default: the model's own setting)")
+
+
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same audio)")
     p.add_argument("--temperature", type=_finite_non_negative("--temperature"), default=1.0,
                    help="sampling temperature of autoregressive models (default 1 = the model's own calibrated setting; 0 = most likely sample)")
     p.add_argument("--sigma", type=_finite_non_negative("--sigma"), default=0.6,
                    help="latent standard deviation of flow models (default 0.6)")
+    p.add_argument("--projection", type=projection_arg, default={}, metavar="N|off", help=PROJECTION_HELP)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
 
 
@@ -341,6 +363,7 @@ def _generate_to_file(args: argparse.Namespace, model, device: str, mel, num_sam
         temperature=args.temperature,
         sigma=args.sigma,
         device=device,
+        options=dict(args.projection),
     )
     if getattr(args, "speaker", None) is not None:
         request.options["speaker"] = speaker_id(model, args.speaker)

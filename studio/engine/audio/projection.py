@@ -59,6 +59,9 @@ first chunk of ``FIRST_CHUNK_FRAMES`` that lets a stream start sooner."""
 FIRST_CHUNK_FRAMES = 16
 MARGIN_WINDOWS = 3
 """The most windows of margin a chunk is computed with (see the module doc)."""
+MAX_GAIN_DB = 60.0
+"""The largest correction one pass applies to a band, either way (a silent band cannot be blown up
+from float noise in one step)."""
 
 
 def check_iterations(iterations: int | None) -> None:
@@ -132,11 +135,6 @@ class _Frames:
         ).reshape(self.span)
         signal = signal / torch.where(self.envelope > 1e-8, self.envelope, torch.ones_like(self.envelope))
         return signal[self.start - self.origin : self.stop - self.origin]
-
-
-MAX_GAIN_DB = 60.0
-"""The largest correction one pass applies to a band, either way (a silent band cannot be blown up
-from float noise in one step)."""
 
 
 @functools.lru_cache(maxsize=8)

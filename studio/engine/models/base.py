@@ -5,8 +5,11 @@ studio, the CLI, training and the benchmark only ever talk to this interface:
 
 - ``model.stream(request)`` yields float32 numpy blocks of audio in [-1, 1] at
   ``model.sample_rate``, in order, as they are made (autoregressive families yield every few hundred
-  samples; parallel families per segment). It checks ``request.cancel`` between blocks and simply
-  stops yielding when cancelled, so what was made so far is kept by the caller.
+  samples; parallel families per segment). It checks ``request.cancel`` between blocks and stops
+  yielding when cancelled, so what was made so far is kept by the caller (a model with a spectral
+  projection first hands over what its projector still held). A mel-conditioned model's output goes
+  through its ``spectral_projection`` (``studio.engine.audio.projection``) when its config or the
+  request asks for one.
 - ``model.training_loss(audio, mel)`` is what the training loop minimises.
 - ``model.card()`` describes the model (``ModelCard``), and is saved next to the weights.
 
@@ -36,7 +39,6 @@ from studio.engine.models.card import ModelCard
 from studio.engine.models.generation_settings import PROJECTION_OPTION, GenerationSettings
 
 log = logging.getLogger(__name__)
-
 
 
 class CancelToken:
