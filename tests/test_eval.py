@@ -249,16 +249,19 @@ def test_studio_eval_scores_a_checkpoint_through_stream_against_griffin_lim(eval
     assert "1 utterances" in out.stdout
 
 
-def test_studio_eval_scores_the_noise_projection_control_and_a_projection_override(speech, tmp_path, capsys):
-    """``--noise-projection N`` adds white noise brought to the mel (no network): far closer to the
-    original than noise, as close as Griffin-Lim here; ``--projection`` is checked and needs a model."""
+def test_studio_eval_scores_the_dsp_controls_and_checks_a_projection_override(speech, tmp_path, capsys):
+    """``--noise-projection N`` adds white noise brought to the mel, ``--source-filter N`` the DSP
+    source-filter vocoder brought to it (no network in either): as close to the original as Griffin-Lim
+    here; ``--projection`` is checked and needs a model."""
     _, _, path = speech
     out = _run_studio(capsys, "eval", "--model", "griffin-lim", "--profile", "speech16k", "--data", str(path),
-                      "--noise-projection", "8", "--metrics", "lsd", "--no-original", "--no-reference", "--json")
+                      "--noise-projection", "8", "--source-filter", "8", "--metrics", "lsd", "--no-original",
+                      "--no-reference", "--json")
     assert out.returncode == 0, out.stderr
     systems = json.loads(out.stdout)["systems"]
-    assert set(systems) == {"noise+projection 8", "griffin-lim"}
-    assert systems["noise+projection 8"]["lsd"] < 1.2 * systems["griffin-lim"]["lsd"], systems
+    assert set(systems) == {"noise+projection 8", "source-filter+projection 8", "griffin-lim"}
+    for projected in ("noise+projection 8", "source-filter+projection 8"):
+        assert systems[projected]["lsd"] < 1.2 * systems["griffin-lim"]["lsd"], systems
     out = _run_studio(capsys, "eval", "--model", "griffin-lim", "--data", str(path), "--projection", "8")
     assert out.returncode == 2 and "griffin-lim has none" in out.stderr
     with pytest.raises(SystemExit) as refused:  # argparse's own refusal

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-projection", type=int, metavar="N",
                    help="also score white noise brought to the mel by the spectral projection (N passes after the "
                    "first): the projection's own result without a network, the control for a projected model")
+    p.add_argument("--source-filter", type=projection_arg, metavar="N|off",
+                   help="also score the DSP source-filter vocoder (pulses at the mel's pitch and noise through its LPC "
+                   "filter), with N passes of spectral projection or 'off': the baseline for a network's excitation")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--write", metavar="DIR", help="also save every resynthesis as DIR/<system>/<utterance>.wav")
     p.add_argument("--json", action="store_true", help="print the whole run (means and per-utterance scores) as JSON")
@@ -83,7 +86,7 @@ def run_eval(args: argparse.Namespace) -> int:
             profile = get_profile(args.profile)
         except ValueError as exc:
             raise CliError(f"--profile: {exc}") from None
-        if args.no_griffin_lim and args.noise_projection is None:
+        if args.no_griffin_lim and args.noise_projection is None and args.source_filter is None:
             raise CliError("--model griffin-lim with --no-griffin-lim leaves nothing to score")
         if args.projection is not None:
             raise CliError("--projection applies to a model's output; --model griffin-lim has none")
@@ -102,6 +105,8 @@ def run_eval(args: argparse.Namespace) -> int:
             vocoders.append(copysynth.NoiseProjectionVocoder(profile, args.noise_projection, seed=args.seed))
         except ValueError as exc:
             raise CliError(f"--noise-projection: {exc}") from None
+    if args.source_filter is not None:
+        vocoders.append(copysynth.SourceFilterVocoder(profile, next(iter(args.source_filter.values())), seed=args.seed))
     if not args.no_griffin_lim:
         vocoders.append(copysynth.GriffinLimVocoder(profile, n_iter=args.gl_iterations, device=device, seed=args.seed))
     if not args.no_reference:

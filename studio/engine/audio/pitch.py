@@ -216,6 +216,10 @@ class SourceTrack:
         acc = torch.cumsum(steps, dim=-1) - steps  # the phase before each sample's own step
         return self.boundary[k].unsqueeze(-1) + acc[..., lead.shape[-1] :]
 
+    def contours(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
+        """(F0 in Hz, periodicity) per sample of [start, stop): [B, stop - start] float64 each."""
+        return self._per_sample(start, stop)
+
     def features(self, start: int, stop: int) -> Tensor:
         """Source inputs of samples [start, stop): [B, stop - start, SOURCE_FEATURES] float32."""
         f0, periodicity = self._per_sample(start, stop)

@@ -86,6 +86,31 @@ class NoiseProjectionVocoder:
 
 
 @dataclass
+class SourceFilterVocoder:
+    """The DSP baseline for the LPC vocoders (``audio.source_filter``): pulses at the mel's pitch and
+    noise by its voicing through the mel's all-pole filter, then ``projection`` passes of spectral
+    projection (None: none)."""
+
+    profile: FeatureProfile
+    projection: int | None = None
+    seed: int = 0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        from studio.engine.audio.projection import check_iterations
+
+        check_iterations(self.projection)
+        self.name = self.name or ("source-filter" if self.projection is None else f"source-filter+projection {self.projection}")
+
+    def synthesise(self, mel: np.ndarray) -> np.ndarray:
+        from studio.engine.audio import source_filter
+        from studio.engine.audio.projection import project
+
+        made = source_filter.synthesise(mel, self.profile, seed=self.seed)
+        return made if self.projection is None else project(made, mel, self.profile, self.projection)
+
+
+@dataclass
 class ModelVocoder:
     """A ``WaveformModel`` run through ``stream`` (the interface the studio plays from)."""
 
