@@ -120,12 +120,20 @@ def lpc_from_mel(
 ) -> Tensor:
     """Predictor coefficients per frame: mel [..., n_mels, N] -> c [..., N, order] (float64), with
     ``p_t = sum_{k=1..order} c[k-1] s_{t-k}`` predicting the pre-emphasised signal ``s``."""
+    return predictor_and_error(mel, profile, order, preemphasis)[0]
+
+
+def predictor_and_error(
+    mel: Tensor, profile: FeatureProfile, order: int = DEFAULT_ORDER, preemphasis: float = PREEMPHASIS
+) -> tuple[Tensor, Tensor]:
+    """``lpc_from_mel``'s coefficients [..., N, order] and each frame's prediction-error power [..., N]
+    (float64; in the units of the power spectrum's inverse FFT at lag 0, i.e. of a windowed frame)."""
     if order < 1:
         raise ValueError(f"LPC order must be >= 1, got {order}")
     power = mel_to_power(mel, profile)
     power = power * preemphasis_response(power.shape[-1], preemphasis, power.device)
-    a, _ = levinson(autocorrelation_from_power(power, order, profile.sample_rate))
-    return -a[..., 1:]
+    a, err = levinson(autocorrelation_from_power(power, order, profile.sample_rate))
+    return -a[..., 1:], err
 
 
 def predict(signal: Tensor, coefficients: Tensor) -> Tensor:
@@ -282,6 +290,7 @@ def synthesised(blocks: Iterable[Tensor], mel: Tensor | None, profile: FeaturePr
 
 __all__ = [
     "DEFAULT_ORDER", "MAX_ORDER", "PREEMPHASIS", "MelCoefficients", "Synthesis", "autocorrelation_from_power",
-    "deemphasise", "excitation", "levinson", "lpc_from_mel", "mel_to_power", "per_sample", "predict", "preemphasis_response", "preemphasise",
+    "deemphasise", "excitation", "levinson", "lpc_from_mel", "mel_to_power", "per_sample", "predict", "predictor_and_error",
+    "preemphasis_response", "preemphasise",
     "sample_coefficients", "synthesised",
 ]

@@ -40,10 +40,8 @@ def _window_power(profile: FeatureProfile) -> float:
 def frame_predictors(mel: torch.Tensor, profile: FeatureProfile, order: int) -> tuple[np.ndarray, np.ndarray]:
     """mel [n_mels, N] -> (predictor coefficients [N, order] float64, prediction-error variance per
     sample [N]) of the pre-emphasised signal (``lpc``'s convention)."""
-    power = lpc.mel_to_power(mel, profile)
-    power = power * lpc.preemphasis_response(power.shape[-1], lpc.PREEMPHASIS)
-    a, err = lpc.levinson(lpc.autocorrelation_from_power(power, order, profile.sample_rate))
-    return (-a[..., 1:]).numpy(), (err / _window_power(profile)).numpy()
+    coefficients, err = lpc.predictor_and_error(mel, profile, order)
+    return coefficients.numpy(), (err / _window_power(profile)).numpy()
 
 
 def pulse_train(f0: np.ndarray, sample_rate: int) -> np.ndarray:
