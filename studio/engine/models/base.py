@@ -142,13 +142,20 @@ class WaveformModel(nn.Module, ABC):
         return self._reconfigured(changes)
 
     def _reconfigured(self, changes: dict[str, Any]) -> WaveformModel:
-        """A copy built from the changed config with this model's weights, name and card: right for
-        fields that change no weight's shape (generation settings). Families that add inputs override it."""
-        model = type(self)(dataclasses.replace(self.config, **changes), self.profile).to(next(self.parameters()).device)
-        model.load_state_dict(self.state_dict())
+        """A copy built from the changed config with this model's weights (``_state_for``), name and card."""
+        config = dataclasses.replace(self.config, **changes)
+        state = self._state_for(config)
+        model = type(self)(config, self.profile).to(next(self.parameters()).device)
+        model.load_state_dict(state)
         model.name, model.extra_card = self.name, copy.deepcopy(self.extra_card)
         model.train(self.training)
         return model
+
+    def _state_for(self, config: Any) -> dict[str, torch.Tensor]:
+        """This model's weights for a copy with ``config`` (ValueError when it cannot have them): as they
+        are, right for fields that change no weight's shape (generation settings). Families whose warm
+        start may add inputs override it."""
+        return self.state_dict()
 
     # -- what a family provides -------------------------------------------------------------
     @property

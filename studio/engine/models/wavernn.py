@@ -40,11 +40,10 @@ prove that they compute the same function. Threads: generation runs on the itera
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -326,21 +325,16 @@ class WaveRNN(WaveformModel):
     # -- interface ------------------------------------------------------------------------------
     warm_start_fields = ("noise_injection", "pitch_inputs", "sampling_temperature", "spectral_projection")
 
-    def _reconfigured(self, changes: dict) -> WaveRNN:
-        """See ``WaveformModel.reconfigured``. ``pitch_inputs`` False -> True inserts the source's
-        input columns into ``I`` with zero weights, so the copy's outputs are this model's."""
-        config = replace(self.config, **changes)
+    def _state_for(self, config: WaveRNNConfig) -> dict[str, torch.Tensor]:
+        """See ``WaveformModel._state_for``. ``pitch_inputs`` False -> True inserts the source's input
+        columns into ``I`` with zero weights, so the copy's outputs are this model's."""
         if self.config.pitch_inputs and not config.pitch_inputs:
             raise ValueError("a warm start cannot take a WaveRNN's pitch inputs away (its weights use them)")
-        model = type(self)(config, self.profile).to(next(self.parameters()).device)
         state = self.state_dict()
         if config.pitch_inputs and not self.config.pitch_inputs:
             w, at = state["I.weight"], self.input_features + self.n_mels
             state["I.weight"] = torch.cat([w[:, :at], w.new_zeros(w.shape[0], SOURCE_FEATURES), w[:, at:]], dim=1)
-        model.load_state_dict(state)
-        model.name, model.extra_card = self.name, copy.deepcopy(self.extra_card)
-        model.train(self.training)
-        return model
+        return state
 
     @property
     def receptive_field(self) -> int:
