@@ -102,11 +102,11 @@ def run_eval(args: argparse.Namespace) -> int:
         profile = model.profile
     if args.noise_projection is not None:
         try:
-            vocoders.append(copysynth.NoiseProjectionVocoder(profile, args.noise_projection, seed=args.seed))
+            vocoders.append(copysynth.DspVocoder(profile, "noise", args.noise_projection, seed=args.seed))
         except ValueError as exc:
             raise CliError(f"--noise-projection: {exc}") from None
     if args.source_filter is not None:
-        vocoders.append(copysynth.SourceFilterVocoder(profile, next(iter(args.source_filter.values())), seed=args.seed))
+        vocoders.append(copysynth.DspVocoder(profile, "source-filter", next(iter(args.source_filter.values())), seed=args.seed))
     if not args.no_griffin_lim:
         vocoders.append(copysynth.GriffinLimVocoder(profile, n_iter=args.gl_iterations, device=device, seed=args.seed))
     if not args.no_reference:

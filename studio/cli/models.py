@@ -86,17 +86,16 @@ def _finite_non_negative(flag: str):
 def projection_arg(text: str) -> dict:
     """``--projection N|off`` as request options: ``{PROJECTION_OPTION: N}`` or ``{...: None}`` (argparse
     type; the flag's absence leaves the model's own setting)."""
-    from studio.engine.audio.projection import MAX_ITERATIONS
+    from studio.engine.audio.projection import MAX_ITERATIONS, check_iterations
     from studio.engine.models.generation_settings import PROJECTION_OPTION
 
     if text.strip().lower() == "off":
         return {PROJECTION_OPTION: None}
     try:
         passes = int(text)
+        check_iterations(passes)
     except ValueError:
-        passes = -1
-    if not 0 <= passes <= MAX_ITERATIONS:
-        raise argparse.ArgumentTypeError(f"give 'off' or a number of passes in 0..{MAX_ITERATIONS}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"give 'off' or a number of passes in 0..{MAX_ITERATIONS}, got {text!r}") from None
     return {PROJECTION_OPTION: passes}
 
 

@@ -61,37 +61,19 @@ class GriffinLimVocoder:
         return griffin_lim(mel, self.profile, n_iter=self.n_iter, seed=self.seed, device=self.device)
 
 
-@dataclass
-class NoiseProjectionVocoder:
-    """A control for models with a spectral projection: white noise brought to the mel by ``iterations``
-    passes after the first (``audio.projection``), no network. What a model's projected output gains
-    over it is what the network contributes."""
-
-    profile: FeatureProfile
-    iterations: int
-    seed: int = 0
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        from studio.engine.audio.projection import check_iterations
-
-        check_iterations(self.iterations)
-        self.name = self.name or f"noise+projection {self.iterations}"
-
-    def synthesise(self, mel: np.ndarray) -> np.ndarray:
-        from studio.engine.audio.projection import project
-
-        noise = np.random.default_rng(self.seed).standard_normal(mel.shape[-1] * self.profile.hop_length) * 0.05
-        return project(noise, mel, self.profile, self.iterations)
+DSP_STARTS = ("noise", "source-filter")
+"""What a ``DspVocoder`` starts from: white noise, or the source-filter vocoder (``audio.source_filter``)."""
 
 
 @dataclass
-class SourceFilterVocoder:
-    """The DSP baseline for the LPC vocoders (``audio.source_filter``): pulses at the mel's pitch and
-    noise by its voicing through the mel's all-pole filter, then ``projection`` passes of spectral
-    projection (None: none)."""
+class DspVocoder:
+    """The controls for a model with a spectral projection (no network): ``start`` ("noise": white
+    noise; "source-filter": pulses at the mel's pitch and noise by its voicing through the mel's
+    all-pole filter), then ``projection`` passes of spectral projection (None: none). What a model's
+    projected output gains over them is what its network contributes."""
 
     profile: FeatureProfile
+    start: str
     projection: int | None = None
     seed: int = 0
     name: str = ""
@@ -99,15 +81,20 @@ class SourceFilterVocoder:
     def __post_init__(self) -> None:
         from studio.engine.audio.projection import check_iterations
 
+        if self.start not in DSP_STARTS:
+            raise ValueError(f"a DSP control starts from one of {DSP_STARTS}, got {self.start!r}")
         check_iterations(self.projection)
-        self.name = self.name or ("source-filter" if self.projection is None else f"source-filter+projection {self.projection}")
+        self.name = self.name or (self.start if self.projection is None else f"{self.start}+projection {self.projection}")
 
     def synthesise(self, mel: np.ndarray) -> np.ndarray:
         from studio.engine.audio import source_filter
         from studio.engine.audio.projection import project
 
-        made = source_filter.synthesise(mel, self.profile, seed=self.seed)
-        return made if self.projection is None else project(made, mel, self.profile, self.projection)
+        if self.start == "noise":
+            made = np.random.default_rng(self.seed).standard_normal(mel.shape[-1] * self.profile.hop_length) * 0.05
+        else:
+            made = source_filter.synthesise(mel, self.profile, seed=self.seed)
+        return made.astype(np.float32) if self.projection is None else project(made, mel, self.profile, self.projection)
 
 
 @dataclass
